@@ -1,0 +1,524 @@
+//! Maps each supported architecture's `config.json` onto one architecture-neutral
+//! [`ModelConfig`], so that the forward pass never branches on a model name.
+
+use std::path::{Path, PathBuf};
+
+use serde_json::Value;
+
+use crate::error::{EngineError, Result};
+use crate::routing::RoutingRule;
+
+/// The architectures the engine can load, by their `model_type` in `config.json`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Architecture {
+    /// `mixtral`: softmax router over 8 experts, top-2 renormalised.
+    Mixtral,
+    /// `olmoe`: softmax router, q/k RMSNorm over the whole projection.
+    Olmoe,
+    /// `qwen2_moe`: shared expert with a sigmoid gate, optional dense layers, q/k/v bias.
+    Qwen2Moe,
+    /// `qwen3_moe`: per-head q/k RMSNorm, optional dense layers.
+    Qwen3Moe,
+}
+
+impl Architecture {
+    /// Every supported `model_type` string.
+    pub const SUPPORTED: [&'static str; 4] = ["mixtral", "olmoe", "qwen2_moe", "qwen3_moe"];
+
+    /// Parses a `model_type` value.
+    pub fn from_model_type(model_type: &str) -> Option<Self> {
+        match model_type {
+            "mixtral" => Some(Self::Mixtral),
+            "olmoe" => Some(Self::Olmoe),
+            "qwen2_moe" => Some(Self::Qwen2Moe),
+            "qwen3_moe" => Some(Self::Qwen3Moe),
+            _ => None,
+        }
+    }
+
+    /// The `model_type` string of this architecture.
+    pub fn model_type(self) -> &'static str {
+        match self {
+            Self::Mixtral => "mixtral",
+            Self::Olmoe => "olmoe",
+            Self::Qwen2Moe => "qwen2_moe",
+            Self::Qwen3Moe => "qwen3_moe",
+        }
+    }
+}
+
+/// How queries and keys are normalised before RoPE, if at all.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum QkNorm {
+    /// No normalisation (Mixtral, Qwen2-MoE).
+    None,
+    /// RMSNorm over each head's `head_dim` values (Qwen3-MoE).
+    PerHead,
+    /// RMSNorm over the whole q (and k) projection output (OLMoE).
+    Full,
+}
+
+/// Attention settings shared by every layer.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AttentionSpec {
+    /// Number of query heads.
+    pub num_heads: usize,
+    /// Number of key/value heads (grouped-query attention when fewer than `num_heads`).
+    pub num_kv_heads: usize,
+    /// Width of one head.
+    pub head_dim: usize,
+    /// Whether q, k and v projections carry a bias.
+    pub qkv_bias: bool,
+    /// Query/key normalisation variant.
+    pub qk_norm: QkNorm,
+    /// OLMoE's optional clamp of q, k and v to `[-clip, clip]`.
+    pub clip_qkv: Option<f64>,
+    /// RoPE base frequency.
+    pub rope_theta: f64,
+    /// Linear RoPE scaling factor (1.0 when the config asks for none).
+    pub rope_linear_factor: f64,
+}
+
+/// The shared expert that every token passes through (Qwen2-MoE).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SharedExpertSpec {
+    /// Hidden width of the shared expert's MLP.
+    pub intermediate_size: usize,
+    /// Whether its output is multiplied by `sigmoid(shared_expert_gate(h))`.
+    pub sigmoid_gate: bool,
+}
+
+/// The routed-experts block of one MoE layer.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MoeSpec {
+    /// Number of routed experts.
+    pub num_experts: usize,
+    /// Experts chosen per token.
+    pub top_k: usize,
+    /// Hidden width of each routed expert's MLP.
+    pub expert_intermediate_size: usize,
+    /// How router logits become chosen experts and weights.
+    pub routing: RoutingRule,
+    /// Optional shared expert.
+    pub shared_expert: Option<SharedExpertSpec>,
+}
+
+/// What the feed-forward part of one decoder layer is.
+#[derive(Debug, Clone, PartialEq)]
+pub enum FfnKind {
+    /// A plain SwiGLU MLP of this hidden width.
+    Dense {
+        /// Hidden width.
+        intermediate_size: usize,
+    },
+    /// The shared MoE block.
+    Moe,
+}
+
+/// One decoder layer's layout.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LayerSpec {
+    /// Dense MLP or MoE.
+    pub ffn: FfnKind,
+    /// Sliding attention window for this layer, if any.
+    pub sliding_window: Option<usize>,
+}
+
+/// An architecture-neutral description of a checkpoint, built from its `config.json`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ModelConfig {
+    /// Which architecture (selects weight names only; compute is driven by the fields below).
+    pub architecture: Architecture,
+    /// Vocabulary size of the embedding and LM head.
+    pub vocab_size: usize,
+    /// Residual stream width.
+    pub hidden_size: usize,
+    /// Epsilon of every RMSNorm.
+    pub rms_norm_eps: f64,
+    /// Longest sequence the model accepts.
+    pub max_position_embeddings: usize,
+    /// Whether the LM head reuses the embedding matrix.
+    pub tie_word_embeddings: bool,
+    /// Attention settings.
+    pub attention: AttentionSpec,
+    /// The routed experts (the same for every MoE layer).
+    pub moe: MoeSpec,
+    /// Per-layer layout, one entry per decoder layer.
+    pub layers: Vec<LayerSpec>,
+    /// The dtype the checkpoint declares (`torch_dtype` / `dtype`), for display.
+    pub declared_dtype: Option<String>,
+    /// End-of-sequence token ids declared in `config.json`.
+    pub eos_token_ids: Vec<u32>,
+}
+
+impl ModelConfig {
+    /// Reads and maps `config.json`.
+    pub fn from_file(path: &Path) -> Result<Self> {
+        if !path.exists() {
+            return Err(EngineError::MissingFile {
+                path: path.to_path_buf(),
+                what: "model configuration",
+            });
+        }
+        let text = std::fs::read_to_string(path).map_err(|source| EngineError::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let value: Value = serde_json::from_str(&text).map_err(|e| EngineError::Json {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        })?;
+        Self::from_json(&value, path)
+    }
+
+    /// Maps an already-parsed `config.json`; `path` is used in error messages.
+    pub fn from_json(value: &Value, path: &Path) -> Result<Self> {
+        let f = Fields { value, path };
+        let model_type = f.req_str("model_type")?;
+        let architecture = Architecture::from_model_type(&model_type).ok_or_else(|| {
+            EngineError::UnknownArchitecture {
+                path: path.to_path_buf(),
+                model_type: model_type.clone(),
+                supported: Architecture::SUPPORTED.join(", "),
+            }
+        })?;
+        let hidden_size = f.req_usize("hidden_size")?;
+        let num_layers = f.req_usize("num_hidden_layers")?;
+        let num_heads = f.req_usize("num_attention_heads")?;
+        let num_kv_heads = f.opt_usize("num_key_value_heads")?.unwrap_or(num_heads);
+        let head_dim = f
+            .opt_usize("head_dim")?
+            .unwrap_or(hidden_size / num_heads.max(1));
+        if num_heads == 0 || num_kv_heads == 0 || num_heads % num_kv_heads != 0 {
+            return Err(f.bad(
+                "num_key_value_heads",
+                format!("must divide num_attention_heads ({num_heads}) and be positive"),
+            ));
+        }
+        if head_dim == 0 || head_dim % 2 != 0 {
+            return Err(f.bad("head_dim", "must be a positive even number for RoPE".into()));
+        }
+        let (rope_theta, rope_linear_factor) = f.rope(architecture)?;
+        let qk_norm = match architecture {
+            Architecture::Olmoe => QkNorm::Full,
+            Architecture::Qwen3Moe => QkNorm::PerHead,
+            _ => QkNorm::None,
+        };
+        let qkv_bias = match architecture {
+            Architecture::Qwen2Moe => f.opt_bool("qkv_bias")?.unwrap_or(true),
+            Architecture::Olmoe | Architecture::Qwen3Moe => {
+                f.opt_bool("attention_bias")?.unwrap_or(false)
+            }
+            Architecture::Mixtral => false,
+        };
+        let clip_qkv = match architecture {
+            Architecture::Olmoe => f.opt_f64("clip_qkv")?,
+            _ => None,
+        };
+        let attention = AttentionSpec {
+            num_heads,
+            num_kv_heads,
+            head_dim,
+            qkv_bias,
+            qk_norm,
+            clip_qkv,
+            rope_theta,
+            rope_linear_factor,
+        };
+
+        let (experts_key, intermediate_key) = match architecture {
+            Architecture::Mixtral => ("num_local_experts", "intermediate_size"),
+            Architecture::Olmoe => ("num_experts", "intermediate_size"),
+            Architecture::Qwen2Moe | Architecture::Qwen3Moe => {
+                ("num_experts", "moe_intermediate_size")
+            }
+        };
+        // transformers 5 writes Qwen3-MoE's expert count as `num_local_experts`.
+        let num_experts = match f.opt_usize(experts_key)? {
+            Some(n) => n,
+            None => f
+                .opt_usize("num_local_experts")?
+                .ok_or_else(|| f.bad(experts_key, "missing; it is required".into()))?,
+        };
+        let top_k = f.req_usize("num_experts_per_tok")?;
+        if num_experts == 0 || top_k == 0 || top_k > num_experts {
+            return Err(f.bad(
+                "num_experts_per_tok",
+                format!("must be between 1 and {experts_key} ({num_experts}), found {top_k}"),
+            ));
+        }
+        let norm_topk_prob = match architecture {
+            Architecture::Mixtral => true,
+            _ => f.opt_bool("norm_topk_prob")?.unwrap_or(false),
+        };
+        let shared_expert = match architecture {
+            Architecture::Qwen2Moe => match f.opt_usize("shared_expert_intermediate_size")? {
+                Some(n) if n > 0 => Some(SharedExpertSpec {
+                    intermediate_size: n,
+                    sigmoid_gate: true,
+                }),
+                _ => None,
+            },
+            _ => None,
+        };
+        let moe = MoeSpec {
+            num_experts,
+            top_k,
+            expert_intermediate_size: f.req_usize(intermediate_key)?,
+            routing: RoutingRule::Softmax { norm_topk_prob },
+            shared_expert,
+        };
+        let layers = f.layer_specs(architecture, num_layers)?;
+        let eos_token_ids = match value.get("eos_token_id") {
+            Some(v) => token_ids(v).ok_or_else(|| {
+                f.bad(
+                    "eos_token_id",
+                    "expected a token id or a list of ids".into(),
+                )
+            })?,
+            None => Vec::new(),
+        };
+        let declared_dtype = ["dtype", "torch_dtype"]
+            .iter()
+            .find_map(|k| value.get(*k).and_then(Value::as_str).map(str::to_string));
+        Ok(Self {
+            architecture,
+            vocab_size: f.req_usize("vocab_size")?,
+            hidden_size,
+            rms_norm_eps: f.opt_f64("rms_norm_eps")?.unwrap_or(1e-6),
+            max_position_embeddings: f.opt_usize("max_position_embeddings")?.unwrap_or(4096),
+            tie_word_embeddings: f.opt_bool("tie_word_embeddings")?.unwrap_or(false),
+            attention,
+            moe,
+            layers,
+            declared_dtype,
+            eos_token_ids,
+        })
+    }
+
+    /// Number of decoder layers.
+    pub fn num_layers(&self) -> usize {
+        self.layers.len()
+    }
+
+    /// Indices of the layers that hold the MoE block.
+    pub fn moe_layers(&self) -> Vec<usize> {
+        (0..self.layers.len())
+            .filter(|&l| self.layers[l].ffn == FfnKind::Moe)
+            .collect()
+    }
+}
+
+/// Reads a token id or a list of token ids (the two forms `eos_token_id` takes).
+pub(crate) fn token_ids(v: &Value) -> Option<Vec<u32>> {
+    match v {
+        Value::Null => Some(Vec::new()),
+        Value::Number(n) => n
+            .as_u64()
+            .and_then(|x| u32::try_from(x).ok())
+            .map(|x| vec![x]),
+        Value::Array(items) => items
+            .iter()
+            .map(|i| i.as_u64().and_then(|x| u32::try_from(x).ok()))
+            .collect(),
+        _ => None,
+    }
+}
+
+/// Typed access to `config.json` fields with errors that name the field.
+struct Fields<'a> {
+    value: &'a Value,
+    path: &'a Path,
+}
+
+impl Fields<'_> {
+    fn bad(&self, field: &str, message: String) -> EngineError {
+        EngineError::BadConfig {
+            path: PathBuf::from(self.path),
+            field: field.to_string(),
+            message,
+        }
+    }
+
+    fn get(&self, key: &str) -> Option<&Value> {
+        self.value.get(key).filter(|v| !v.is_null())
+    }
+
+    fn req_str(&self, key: &str) -> Result<String> {
+        match self.get(key) {
+            Some(Value::String(s)) => Ok(s.clone()),
+            Some(_) => Err(self.bad(key, "expected a string".into())),
+            None => Err(self.bad(key, "missing; it is required".into())),
+        }
+    }
+
+    fn opt_usize(&self, key: &str) -> Result<Option<usize>> {
+        match self.get(key) {
+            None => Ok(None),
+            Some(v) => v
+                .as_u64()
+                .and_then(|x| usize::try_from(x).ok())
+                .map(Some)
+                .ok_or_else(|| {
+                    self.bad(key, format!("expected a non-negative integer, found {v}"))
+                }),
+        }
+    }
+
+    fn req_usize(&self, key: &str) -> Result<usize> {
+        self.opt_usize(key)?
+            .ok_or_else(|| self.bad(key, "missing; it is required".into()))
+    }
+
+    fn opt_f64(&self, key: &str) -> Result<Option<f64>> {
+        match self.get(key) {
+            None => Ok(None),
+            Some(v) => v
+                .as_f64()
+                .map(Some)
+                .ok_or_else(|| self.bad(key, format!("expected a number, found {v}"))),
+        }
+    }
+
+    fn opt_bool(&self, key: &str) -> Result<Option<bool>> {
+        match self.get(key) {
+            None => Ok(None),
+            Some(v) => v
+                .as_bool()
+                .map(Some)
+                .ok_or_else(|| self.bad(key, format!("expected true or false, found {v}"))),
+        }
+    }
+
+    /// RoPE base and linear factor, from the top-level fields (transformers 4) or
+    /// `rope_parameters` (transformers 5).
+    fn rope(&self, arch: Architecture) -> Result<(f64, f64)> {
+        let default_theta = match arch {
+            Architecture::Mixtral => 1e6,
+            _ => 10000.0,
+        };
+        let params = self
+            .get("rope_parameters")
+            .or_else(|| self.get("rope_scaling"));
+        let nested_theta = params
+            .and_then(|p| p.get("rope_theta"))
+            .and_then(Value::as_f64);
+        let theta = match nested_theta {
+            Some(t) => t,
+            None => self.opt_f64("rope_theta")?.unwrap_or(default_theta),
+        };
+        let Some(params) = params else {
+            return Ok((theta, 1.0));
+        };
+        let field = if self.get("rope_parameters").is_some() {
+            "rope_parameters"
+        } else {
+            "rope_scaling"
+        };
+        let rope_type = params
+            .get("rope_type")
+            .or_else(|| params.get("type"))
+            .and_then(Value::as_str)
+            .unwrap_or("default");
+        match rope_type {
+            "default" => Ok((theta, 1.0)),
+            "linear" => {
+                let factor = params
+                    .get("factor")
+                    .and_then(Value::as_f64)
+                    .ok_or_else(|| {
+                        self.bad(field, "linear RoPE scaling needs a numeric `factor`".into())
+                    })?;
+                Ok((theta, factor))
+            }
+            other => Err(self.bad(
+                field,
+                format!("rope_type \"{other}\" is not supported yet (supported: default, linear)"),
+            )),
+        }
+    }
+
+    /// Which layers are dense and which use sliding-window attention.
+    fn layer_specs(&self, arch: Architecture, num_layers: usize) -> Result<Vec<LayerSpec>> {
+        let (sparse_step, mlp_only, dense_intermediate) = match arch {
+            Architecture::Qwen2Moe | Architecture::Qwen3Moe => {
+                let step = self.opt_usize("decoder_sparse_step")?.unwrap_or(1);
+                if step == 0 {
+                    return Err(self.bad("decoder_sparse_step", "must be at least 1".into()));
+                }
+                let only: Vec<usize> = match self.get("mlp_only_layers") {
+                    None => Vec::new(),
+                    Some(v) => v
+                        .as_array()
+                        .and_then(|a| a.iter().map(|x| x.as_u64().map(|x| x as usize)).collect())
+                        .ok_or_else(|| {
+                            self.bad("mlp_only_layers", "expected a list of layer indices".into())
+                        })?,
+                };
+                (step, only, self.opt_usize("intermediate_size")?)
+            }
+            _ => (1, Vec::new(), None),
+        };
+        let windows = self.sliding_windows(arch, num_layers)?;
+        (0..num_layers)
+            .map(|l| {
+                let moe = !mlp_only.contains(&l) && (l + 1) % sparse_step == 0;
+                let ffn = if moe {
+                    FfnKind::Moe
+                } else {
+                    let intermediate_size = dense_intermediate.ok_or_else(|| {
+                        self.bad(
+                            "intermediate_size",
+                            format!("layer {l} is dense and needs it"),
+                        )
+                    })?;
+                    FfnKind::Dense { intermediate_size }
+                };
+                Ok(LayerSpec {
+                    ffn,
+                    sliding_window: windows[l],
+                })
+            })
+            .collect()
+    }
+
+    fn sliding_windows(&self, arch: Architecture, num_layers: usize) -> Result<Vec<Option<usize>>> {
+        let window = self.opt_usize("sliding_window")?;
+        if let Some(types) = self.get("layer_types").and_then(Value::as_array) {
+            if types.len() != num_layers {
+                return Err(self.bad(
+                    "layer_types",
+                    format!(
+                        "has {} entries, expected num_hidden_layers = {num_layers}",
+                        types.len()
+                    ),
+                ));
+            }
+            return types
+                .iter()
+                .map(|t| match t.as_str() {
+                    Some("full_attention") => Ok(None),
+                    Some("sliding_attention") => window.map(Some).ok_or_else(|| {
+                        self.bad("sliding_window", "sliding_attention layers need it".into())
+                    }),
+                    _ => Err(self.bad(
+                        "layer_types",
+                        format!("unknown entry {t}; expected full_attention or sliding_attention"),
+                    )),
+                })
+                .collect();
+        }
+        Ok(match arch {
+            Architecture::Mixtral => vec![window; num_layers],
+            Architecture::Qwen2Moe | Architecture::Qwen3Moe
+                if self.opt_bool("use_sliding_window")?.unwrap_or(false) =>
+            {
+                let first = self.opt_usize("max_window_layers")?.unwrap_or(num_layers);
+                (0..num_layers)
+                    .map(|l| if l >= first { window } else { None })
+                    .collect()
+            }
+            _ => vec![None; num_layers],
+        })
+    }
+}

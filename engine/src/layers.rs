@@ -1,0 +1,129 @@
+//! The small building blocks every architecture shares: linear maps, RMSNorm and the SwiGLU
+//! MLP used by dense layers, routed experts and shared experts alike.
+
+use candle_core::{Tensor, D};
+
+use crate::error::Result;
+use crate::weights::Weights;
+
+/// `y = x Wᵀ (+ b)` for `x` of shape `[n, in]`.
+#[derive(Debug, Clone)]
+pub struct Linear {
+    weight: Tensor,
+    bias: Option<Tensor>,
+}
+
+impl Linear {
+    /// Loads `{name}.weight` of shape `[out, in]` and, when `bias`, `{name}.bias`.
+    pub fn load(
+        w: &Weights,
+        name: &str,
+        in_dim: usize,
+        out_dim: usize,
+        bias: bool,
+    ) -> Result<Self> {
+        let weight = w.get(&format!("{name}.weight"), &[out_dim, in_dim])?;
+        let bias = if bias {
+            Some(w.get(&format!("{name}.bias"), &[out_dim])?)
+        } else {
+            None
+        };
+        Ok(Self { weight, bias })
+    }
+
+    /// Wraps an already-loaded `[out, in]` weight.
+    pub fn from_weight(weight: Tensor) -> Self {
+        Self { weight, bias: None }
+    }
+
+    /// Applies the map to `x` of shape `[n, in]`.
+    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let y = x.matmul(&self.weight.t()?)?;
+        Ok(match &self.bias {
+            Some(b) => y.broadcast_add(b)?,
+            None => y,
+        })
+    }
+}
+
+/// Root-mean-square normalisation over the last dimension with a learned scale.
+#[derive(Debug, Clone)]
+pub struct RmsNorm {
+    weight: Tensor,
+    eps: f32,
+}
+
+impl RmsNorm {
+    /// Loads `{name}.weight` of shape `[dim]`.
+    pub fn load(w: &Weights, name: &str, dim: usize, eps: f64) -> Result<Self> {
+        Ok(Self {
+            weight: w.get(&format!("{name}.weight"), &[dim])?,
+            eps: eps as f32,
+        })
+    }
+
+    /// Normalises `x` over its last dimension.
+    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let x = x.contiguous()?;
+        Ok(candle_nn::ops::rms_norm(&x, &self.weight, self.eps)?)
+    }
+}
+
+/// A SwiGLU MLP, `down(silu(gate(x)) * up(x))`, with gate and up fused into one matmul.
+#[derive(Debug, Clone)]
+pub struct SwiGlu {
+    gate_up: Tensor,
+    down: Tensor,
+    intermediate: usize,
+}
+
+impl SwiGlu {
+    /// Builds the MLP from its three `[out, in]` matrices.
+    pub fn new(gate: &Tensor, up: &Tensor, down: Tensor) -> Result<Self> {
+        let intermediate = gate.dim(0)?;
+        Ok(Self {
+            gate_up: Tensor::cat(&[gate, up], 0)?,
+            down,
+            intermediate,
+        })
+    }
+
+    /// Builds the MLP from a fused `[2·intermediate, hidden]` gate-then-up matrix.
+    pub fn from_fused(gate_up: Tensor, down: Tensor) -> Result<Self> {
+        let intermediate = gate_up.dim(0)? / 2;
+        Ok(Self {
+            gate_up,
+            down,
+            intermediate,
+        })
+    }
+
+    /// Loads `{name}.{gate,up,down}` with the checkpoint's own projection names.
+    pub fn load(
+        w: &Weights,
+        name: &str,
+        names: [&str; 3],
+        hidden: usize,
+        inter: usize,
+    ) -> Result<Self> {
+        let [g, u, d] = names;
+        let gate = w.get(&format!("{name}.{g}.weight"), &[inter, hidden])?;
+        let up = w.get(&format!("{name}.{u}.weight"), &[inter, hidden])?;
+        let down = w.get(&format!("{name}.{d}.weight"), &[hidden, inter])?;
+        Self::new(&gate, &up, down)
+    }
+
+    /// Applies the MLP to `x` of shape `[n, hidden]`.
+    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let gu = x.matmul(&self.gate_up.t()?)?;
+        let gate = gu.narrow(D::Minus1, 0, self.intermediate)?;
+        let up = gu.narrow(D::Minus1, self.intermediate, self.intermediate)?;
+        let h = (gate.silu()? * up)?;
+        Ok(h.matmul(&self.down.t()?)?)
+    }
+
+    /// Number of weight values.
+    pub fn num_params(&self) -> usize {
+        self.gate_up.elem_count() + self.down.elem_count()
+    }
+}

@@ -1,0 +1,25 @@
+//! moescope's inference engine: loads Hugging Face MoE checkpoints (Mixtral, OLMoE, Qwen2-MoE,
+//! Qwen3-MoE), runs them with named routing hook points, and routes every token through one
+//! [`routing::RoutingPolicy`] step where interventions such as expert masks apply.
+
+pub mod attention;
+pub mod checkpoint;
+pub mod config;
+pub mod error;
+pub mod generate;
+pub mod hooks;
+pub mod layers;
+pub mod model;
+pub mod moe;
+pub mod routing;
+pub mod tokenizer;
+pub mod weights;
+
+pub use checkpoint::Checkpoint;
+pub use config::{Architecture, ModelConfig};
+pub use error::{EngineError, Result};
+pub use generate::{generate, GenerateOptions, Generated, StopReason};
+pub use hooks::{Capture, CaptureData, HookPattern, HookPoint, MoeHook, Recorder};
+pub use model::{ForwardOptions, KvCache, LogitsFor, MoeModel};
+pub use routing::{RoutingPolicy, RoutingRule};
+pub use tokenizer::{ChatMessage, TextCodec};

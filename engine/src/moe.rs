@@ -1,0 +1,233 @@
+//! The one MoE block every architecture uses: router → routing step (rule + policy, with
+//! hooks on both sides) → routed experts → optional shared expert.
+
+use candle_core::{Device, Tensor};
+
+use crate::config::MoeSpec;
+use crate::error::Result;
+use crate::hooks::{CaptureData, HookPoint, MoeHook, Recorder};
+use crate::layers::{Linear, SwiGlu};
+use crate::routing::RoutingPolicy;
+use crate::weights::Weights;
+
+/// Checkpoint names of one MoE block's tensors, which differ between architectures.
+#[derive(Debug, Clone, Copy)]
+pub struct MoeNames {
+    /// Sub-module holding the block (`block_sparse_moe` for Mixtral, `mlp` otherwise).
+    pub block: &'static str,
+    /// Per-expert projection names: gate, up, down.
+    pub expert_proj: [&'static str; 3],
+}
+
+/// A shared expert and its optional sigmoid gate.
+#[derive(Debug, Clone)]
+struct SharedExpert {
+    mlp: SwiGlu,
+    gate: Option<Linear>,
+}
+
+/// Per-call inputs of the MoE block that are not tensors.
+pub struct MoeCall<'a> {
+    /// Interventions on routing.
+    pub policy: &'a RoutingPolicy,
+    /// Hook subscriptions and captures, if recording.
+    pub recorder: Option<&'a mut Recorder>,
+}
+
+/// One layer's MoE block.
+#[derive(Debug, Clone)]
+pub struct MoeBlock {
+    layer: usize,
+    router: Linear,
+    experts: Vec<SwiGlu>,
+    shared: Option<SharedExpert>,
+    spec: MoeSpec,
+    device: Device,
+}
+
+impl MoeBlock {
+    /// Loads the router, experts and shared expert of layer `layer` under `prefix`
+    /// (`model.layers.{layer}`). Accepts per-expert tensors (as on the Hub) or the fused
+    /// `experts.gate_up_proj` / `experts.down_proj` layout.
+    pub fn load(
+        w: &Weights,
+        prefix: &str,
+        layer: usize,
+        spec: &MoeSpec,
+        names: MoeNames,
+        hidden: usize,
+    ) -> Result<Self> {
+        let block = format!("{prefix}.{}", names.block);
+        let (e, inter) = (spec.num_experts, spec.expert_intermediate_size);
+        let router = Linear::load(w, &format!("{block}.gate"), hidden, e, false)?;
+        let fused = format!("{block}.experts.gate_up_proj");
+        let experts = if w.contains(&fused) {
+            let gate_up = w.get(&fused, &[e, 2 * inter, hidden])?;
+            let down = w.get(&format!("{block}.experts.down_proj"), &[e, hidden, inter])?;
+            (0..e)
+                .map(|i| SwiGlu::from_fused(gate_up.get(i)?, down.get(i)?))
+                .collect::<Result<Vec<_>>>()?
+        } else {
+            (0..e)
+                .map(|i| {
+                    SwiGlu::load(
+                        w,
+                        &format!("{block}.experts.{i}"),
+                        names.expert_proj,
+                        hidden,
+                        inter,
+                    )
+                })
+                .collect::<Result<Vec<_>>>()?
+        };
+        let shared = match &spec.shared_expert {
+            None => None,
+            Some(s) => Some(SharedExpert {
+                mlp: SwiGlu::load(
+                    w,
+                    &format!("{block}.shared_expert"),
+                    ["gate_proj", "up_proj", "down_proj"],
+                    hidden,
+                    s.intermediate_size,
+                )?,
+                gate: if s.sigmoid_gate {
+                    Some(Linear::load(
+                        w,
+                        &format!("{block}.shared_expert_gate"),
+                        hidden,
+                        1,
+                        false,
+                    )?)
+                } else {
+                    None
+                },
+            }),
+        };
+        Ok(Self {
+            layer,
+            router,
+            experts,
+            shared,
+            spec: spec.clone(),
+            device: w.device().clone(),
+        })
+    }
+
+    /// Number of weight values in one routed expert.
+    pub fn expert_params(&self) -> usize {
+        self.experts.first().map_or(0, SwiGlu::num_params)
+    }
+
+    /// Runs the block on `x` of shape `[tokens, hidden]`.
+    pub fn forward(&self, x: &Tensor, call: &mut MoeCall<'_>) -> Result<Tensor> {
+        let (e, k) = (self.spec.num_experts, self.spec.top_k);
+        let tokens = x.dim(0)?;
+        let mut logits: Vec<f32> = self.router.forward(x)?.flatten_all()?.to_vec1()?;
+        let layer_policy = call.policy.layer(self.layer);
+        if let Some(rec) = call.recorder.as_deref_mut() {
+            self.capture(rec, MoeHook::RouterLogits, [tokens, e], || {
+                CaptureData::F32(logits.clone())
+            });
+            if layer_policy.is_some() {
+                self.capture(rec, MoeHook::UnsteeredTopkIds, [tokens, k], || {
+                    CaptureData::U32(self.spec.routing.route(&logits, e, k).ids)
+                });
+            }
+        }
+        if let Some(p) = layer_policy {
+            p.apply(&mut logits, e);
+        }
+        let routing = self.spec.routing.route(&logits, e, k);
+        let want_maxabs = call
+            .recorder
+            .as_deref()
+            .is_some_and(|r| r.wants(self.layer, MoeHook::ExpertOutMaxAbs));
+        if let Some(rec) = call.recorder.as_deref_mut() {
+            if layer_policy.is_none() {
+                self.capture(rec, MoeHook::UnsteeredTopkIds, [tokens, k], || {
+                    CaptureData::U32(routing.ids.clone())
+                });
+            }
+            self.capture(rec, MoeHook::TopkIds, [tokens, k], || {
+                CaptureData::U32(routing.ids.clone())
+            });
+            self.capture(rec, MoeHook::TopkWeights, [tokens, k], || {
+                CaptureData::F32(routing.weights.clone())
+            });
+        }
+
+        // Group (token, slot) pairs by expert so each expert runs once on all its tokens.
+        let mut by_expert: Vec<Vec<usize>> = vec![Vec::new(); e];
+        for (slot, &id) in routing.ids.iter().enumerate() {
+            by_expert[id as usize].push(slot);
+        }
+        let mut maxabs = if want_maxabs {
+            vec![0f32; tokens * k]
+        } else {
+            Vec::new()
+        };
+        let mut outputs = Vec::new();
+        let mut rows: Vec<u32> = Vec::with_capacity(tokens * k);
+        for (expert, slots) in by_expert.iter().enumerate() {
+            if slots.is_empty() {
+                continue;
+            }
+            let token_ids: Vec<u32> = slots.iter().map(|&s| (s / k) as u32).collect();
+            let weights: Vec<f32> = slots.iter().map(|&s| routing.weights[s]).collect();
+            let idx = Tensor::new(token_ids.as_slice(), &self.device)?;
+            let y = self.experts[expert].forward(&x.index_select(&idx, 0)?)?;
+            if want_maxabs {
+                let m: Vec<f32> = y.abs()?.max(1)?.to_vec1()?;
+                for (&s, v) in slots.iter().zip(m) {
+                    maxabs[s] = v;
+                }
+            }
+            let w = Tensor::from_vec(weights, (slots.len(), 1), &self.device)?;
+            outputs.push(y.broadcast_mul(&w)?);
+            rows.extend(token_ids);
+        }
+        if let Some(rec) = call.recorder.as_deref_mut() {
+            if want_maxabs {
+                rec.record(
+                    HookPoint {
+                        layer: self.layer,
+                        hook: MoeHook::ExpertOutMaxAbs,
+                    },
+                    [tokens, k],
+                    CaptureData::F32(maxabs),
+                );
+            }
+        }
+        let idx = Tensor::new(rows.as_slice(), &self.device)?;
+        let mut out = x
+            .zeros_like()?
+            .index_add(&idx, &Tensor::cat(&outputs, 0)?, 0)?;
+        if let Some(shared) = &self.shared {
+            let mut s = shared.mlp.forward(x)?;
+            if let Some(g) = &shared.gate {
+                s = s.broadcast_mul(&candle_nn::ops::sigmoid(&g.forward(x)?)?)?;
+            }
+            out = (out + s)?;
+        }
+        Ok(out)
+    }
+
+    fn capture(
+        &self,
+        rec: &mut Recorder,
+        hook: MoeHook,
+        shape: [usize; 2],
+        data: impl FnOnce() -> CaptureData,
+    ) {
+        if rec.wants(self.layer, hook) {
+            rec.record(
+                HookPoint {
+                    layer: self.layer,
+                    hook,
+                },
+                shape,
+                data(),
+            );
+        }
+    }
+}

@@ -1,0 +1,222 @@
+//! Memory-mapped safetensors checkpoints, single-file or sharded, with every tensor checked
+//! for presence, shape and dtype as it is loaded.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+
+use candle_core::{DType, Device, Tensor};
+use memmap2::Mmap;
+use safetensors::tensor::{Dtype as StDtype, Metadata};
+use serde_json::Value;
+
+use crate::error::{EngineError, Result};
+
+/// One mapped shard and its parsed header.
+struct Shard {
+    path: PathBuf,
+    mmap: Mmap,
+    data_start: usize,
+    metadata: Metadata,
+}
+
+/// All tensors of a checkpoint folder, looked up by name across shards.
+pub struct Weights {
+    shards: Vec<Shard>,
+    index: HashMap<String, usize>,
+    /// Where names are looked up, for error messages (the index file or the single file).
+    source: PathBuf,
+    device: Device,
+}
+
+/// The per-dtype count of weight values in a checkpoint.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct DtypeCounts(pub Vec<(String, usize)>);
+
+impl Weights {
+    /// Opens `model.safetensors`, or the shards listed in `model.safetensors.index.json`.
+    pub fn open(dir: &Path, device: &Device) -> Result<Self> {
+        let single = dir.join("model.safetensors");
+        let index_path = dir.join("model.safetensors.index.json");
+        let (files, source) = if index_path.exists() {
+            (shard_files(&index_path, dir)?, index_path)
+        } else if single.exists() {
+            (vec![single.clone()], single)
+        } else {
+            return Err(EngineError::MissingFile {
+                path: single,
+                what: "model weights (model.safetensors or model.safetensors.index.json)",
+            });
+        };
+        let mut shards = Vec::with_capacity(files.len());
+        let mut index = HashMap::new();
+        for path in files {
+            let shard = map_shard(&path)?;
+            for name in shard.metadata.tensors().keys() {
+                index.insert(name.clone(), shards.len());
+            }
+            shards.push(shard);
+        }
+        Ok(Self {
+            shards,
+            index,
+            source,
+            device: device.clone(),
+        })
+    }
+
+    /// The device tensors are loaded onto.
+    pub fn device(&self) -> &Device {
+        &self.device
+    }
+
+    /// Whether a tensor of this name exists.
+    pub fn contains(&self, name: &str) -> bool {
+        self.index.contains_key(name)
+    }
+
+    /// Loads tensor `name`, checks it has `shape`, and converts it to f32 on the device.
+    pub fn get(&self, name: &str, shape: &[usize]) -> Result<Tensor> {
+        let shard_idx = *self
+            .index
+            .get(name)
+            .ok_or_else(|| EngineError::MissingTensor {
+                name: name.to_string(),
+                path: self.source.clone(),
+            })?;
+        let shard = &self.shards[shard_idx];
+        let info = shard
+            .metadata
+            .info(name)
+            .ok_or_else(|| EngineError::MissingTensor {
+                name: name.to_string(),
+                path: shard.path.clone(),
+            })?;
+        if info.shape != shape {
+            return Err(EngineError::WrongShape {
+                path: shard.path.clone(),
+                name: name.to_string(),
+                found: info.shape.clone(),
+                expected: shape.to_vec(),
+            });
+        }
+        let dtype = match info.dtype {
+            StDtype::F32 => DType::F32,
+            StDtype::BF16 => DType::BF16,
+            StDtype::F16 => DType::F16,
+            other => {
+                return Err(EngineError::WrongDtype {
+                    path: shard.path.clone(),
+                    name: name.to_string(),
+                    dtype: format!("{other:?}"),
+                })
+            }
+        };
+        let (start, end) = info.data_offsets;
+        let bytes = &shard.mmap[shard.data_start + start..shard.data_start + end];
+        let tensor = Tensor::from_raw_buffer(bytes, dtype, shape, &Device::Cpu)?;
+        Ok(tensor.to_dtype(DType::F32)?.to_device(&self.device)?)
+    }
+
+    /// Number of values stored per dtype, over every tensor.
+    pub fn dtype_counts(&self) -> DtypeCounts {
+        let mut counts: HashMap<String, usize> = HashMap::new();
+        for shard in &self.shards {
+            for info in shard.metadata.tensors().values() {
+                *counts.entry(format!("{:?}", info.dtype)).or_default() +=
+                    info.shape.iter().product::<usize>();
+            }
+        }
+        let mut v: Vec<_> = counts.into_iter().collect();
+        v.sort();
+        DtypeCounts(v)
+    }
+}
+
+/// Reads the shard file list from `model.safetensors.index.json`.
+fn shard_files(index_path: &Path, dir: &Path) -> Result<Vec<PathBuf>> {
+    let text = std::fs::read_to_string(index_path).map_err(|source| EngineError::Io {
+        path: index_path.to_path_buf(),
+        source,
+    })?;
+    let value: Value = serde_json::from_str(&text).map_err(|e| EngineError::Json {
+        path: index_path.to_path_buf(),
+        message: e.to_string(),
+    })?;
+    let map = value
+        .get("weight_map")
+        .and_then(Value::as_object)
+        .ok_or_else(|| EngineError::BadConfig {
+            path: index_path.to_path_buf(),
+            field: "weight_map".into(),
+            message: "missing or not an object of tensor name → shard file".into(),
+        })?;
+    let mut files: Vec<String> = Vec::new();
+    for (tensor, file) in map {
+        let file = file.as_str().ok_or_else(|| EngineError::BadConfig {
+            path: index_path.to_path_buf(),
+            field: format!("weight_map.{tensor}"),
+            message: "expected a shard file name".into(),
+        })?;
+        if file.contains('/') || file.contains("..") {
+            return Err(EngineError::BadConfig {
+                path: index_path.to_path_buf(),
+                field: format!("weight_map.{tensor}"),
+                message: format!("shard `{file}` must be a plain file name in the same folder"),
+            });
+        }
+        if !files.iter().any(|f| f == file) {
+            files.push(file.to_string());
+        }
+    }
+    files.sort();
+    Ok(files
+        .into_iter()
+        .map(|f| dir.join(f))
+        .collect::<Vec<PathBuf>>())
+}
+
+/// Maps one safetensors file and validates its header against its length.
+fn map_shard(path: &Path) -> Result<Shard> {
+    let file = File::open(path).map_err(|source| {
+        if source.kind() == std::io::ErrorKind::NotFound {
+            EngineError::MissingFile {
+                path: path.to_path_buf(),
+                what: "weight shard named in the index",
+            }
+        } else {
+            EngineError::Io {
+                path: path.to_path_buf(),
+                source,
+            }
+        }
+    })?;
+    // SAFETY: the file is opened read-only and the map is only read; a checkpoint changed on
+    // disk while loaded is outside what the engine can guard against, as with any mmap loader.
+    let mmap = unsafe { Mmap::map(&file) }.map_err(|source| EngineError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let (header_len, metadata) = safetensors::SafeTensors::read_metadata(&mmap).map_err(|e| {
+        EngineError::CorruptSafetensors {
+            path: path.to_path_buf(),
+            message: format!("{e:?} (the header is damaged or the file is truncated)"),
+        }
+    })?;
+    let data_start = 8 + header_len;
+    let data_len = mmap.len() - data_start;
+    for (name, info) in metadata.tensors() {
+        if info.data_offsets.1 > data_len {
+            return Err(EngineError::CorruptSafetensors {
+                path: path.to_path_buf(),
+                message: format!("tensor `{name}` runs past the end of the file (truncated?)"),
+            });
+        }
+    }
+    Ok(Shard {
+        path: path.to_path_buf(),
+        mmap,
+        data_start,
+        metadata,
+    })
+}

@@ -1,0 +1,162 @@
+//! `moescope bench`: prefill and decode throughput of a checkpoint, with and without routing
+//! capture, as medians over repeated runs. A benchmark, not a test: numbers go to
+//! BENCHMARKS.md beside the HF transformers reference (`tests/bench/hf_bench.py`).
+
+use std::time::Instant;
+
+use anyhow::{bail, Result};
+use moescope_engine::{
+    ForwardOptions, KvCache, LogitsFor, MoeHook, MoeModel, Recorder, RoutingPolicy,
+};
+
+use crate::cli::BenchArgs;
+use crate::commands::load;
+
+/// Throughputs of one configuration, in tokens per second.
+struct Throughput {
+    prefill: f64,
+    decode: f64,
+}
+
+/// Runs the benchmark and prints the table (or JSON).
+pub fn run(args: &BenchArgs) -> Result<()> {
+    if args.prompt_len == 0 || args.decode_tokens == 0 || args.batch == 0 || args.repeats == 0 {
+        bail!("--prompt-len, --decode-tokens, --batch and --repeats must all be at least 1");
+    }
+    let ck = load(&args.model)?;
+    let model = &ck.model;
+    let vocab = model.config().vocab_size as u32;
+    // Deterministic pseudo-random prompt ids, away from the special tokens at the start.
+    let prompts: Vec<Vec<u32>> = (0..args.batch)
+        .map(|b| {
+            (0..args.prompt_len)
+                .map(|i| 3 + (i * 7919 + b * 104_729) as u32 % (vocab - 3))
+                .collect()
+        })
+        .collect();
+    let plain = measure(model, &prompts, args, false)?;
+    let captured = measure(model, &prompts, args, true)?;
+    let overhead = |a: f64, b: f64| (a / b - 1.0) * 100.0;
+    let threads = candle_core::utils::get_num_threads();
+    if args.json {
+        println!(
+            "{}",
+            serde_json::json!({
+                "engine": "moescope",
+                "model": ck.dir.display().to_string(),
+                "threads": threads,
+                "batch": args.batch,
+                "prompt_len": args.prompt_len,
+                "decode_tokens": args.decode_tokens,
+                "prefill_tok_s": plain.prefill,
+                "decode_tok_s": plain.decode,
+                "prefill_tok_s_capture": captured.prefill,
+                "decode_tok_s_capture": captured.decode,
+            })
+        );
+    } else {
+        println!(
+            "model {} · batch {} · prompt {} · decode {} · {threads} threads · median of {}",
+            ck.dir.display(),
+            args.batch,
+            args.prompt_len,
+            args.decode_tokens,
+            args.repeats
+        );
+        println!("{:<22} {:>14} {:>14}", "", "prefill tok/s", "decode tok/s");
+        println!(
+            "{:<22} {:>14.1} {:>14.1}",
+            "plain", plain.prefill, plain.decode
+        );
+        println!(
+            "{:<22} {:>14.1} {:>14.1}",
+            "with routing capture", captured.prefill, captured.decode
+        );
+        println!(
+            "{:<22} {:>13.1}% {:>13.1}%",
+            "capture overhead",
+            overhead(plain.prefill, captured.prefill),
+            overhead(plain.decode, captured.decode)
+        );
+    }
+    Ok(())
+}
+
+/// Median prefill and decode throughput over `repeats` runs after one warm-up.
+fn measure(
+    model: &MoeModel,
+    prompts: &[Vec<u32>],
+    args: &BenchArgs,
+    capture: bool,
+) -> Result<Throughput> {
+    let policy = RoutingPolicy::new();
+    let valid: Vec<Vec<bool>> = prompts.iter().map(|p| vec![true; p.len()]).collect();
+    let mut prefill = Vec::new();
+    let mut decode = Vec::new();
+    for rep in 0..=args.repeats {
+        let mut recorder = Recorder::new();
+        if capture {
+            for hook in [
+                MoeHook::RouterLogits,
+                MoeHook::TopkIds,
+                MoeHook::TopkWeights,
+            ] {
+                recorder.subscribe_all_layers(hook);
+            }
+        }
+        let mut cache = KvCache::new();
+        let start = Instant::now();
+        let logits = model.forward(
+            prompts,
+            &valid,
+            &mut cache,
+            ForwardOptions {
+                policy: &policy,
+                recorder: capture.then_some(&mut recorder),
+                logits_for: LogitsFor::Last,
+            },
+        )?;
+        let mut next: Vec<Vec<u32>> = argmax_rows(&logits)?;
+        let prefill_s = start.elapsed().as_secs_f64();
+        let one = vec![vec![true]; prompts.len()];
+        let start = Instant::now();
+        for _ in 0..args.decode_tokens {
+            let logits = model.forward(
+                &next,
+                &one,
+                &mut cache,
+                ForwardOptions {
+                    policy: &policy,
+                    recorder: capture.then_some(&mut recorder),
+                    logits_for: LogitsFor::Last,
+                },
+            )?;
+            next = argmax_rows(&logits)?;
+            // A recorder hands its captures on after each step; keep memory flat like one would.
+            drop(recorder.take());
+        }
+        let decode_s = start.elapsed().as_secs_f64();
+        if rep > 0 {
+            let tokens = prompts.len() as f64;
+            prefill.push(tokens * prompts[0].len() as f64 / prefill_s);
+            decode.push(tokens * args.decode_tokens as f64 / decode_s);
+        }
+    }
+    Ok(Throughput {
+        prefill: median(&mut prefill),
+        decode: median(&mut decode),
+    })
+}
+
+fn argmax_rows(logits: &candle_core::Tensor) -> Result<Vec<Vec<u32>>> {
+    let rows: Vec<Vec<f32>> = logits.squeeze(1)?.to_vec2()?;
+    Ok(rows
+        .iter()
+        .map(|r| vec![moescope_engine::generate::argmax(r)])
+        .collect())
+}
+
+fn median(v: &mut [f64]) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}

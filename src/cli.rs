@@ -1,0 +1,96 @@
+//! Command-line arguments.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+/// Look inside Mixture-of-Experts language models and steer them by their experts.
+#[derive(Debug, Parser)]
+#[command(name = "moescope", version, about)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Describe a checkpoint: architecture, layers, experts, top-k, dtype, parameter counts.
+    Info(ModelArgs),
+    /// Generate a continuation, optionally with experts masked, showing the routing.
+    Generate(GenerateArgs),
+    /// Measure prefill and decode throughput, with and without routing capture.
+    Bench(BenchArgs),
+}
+
+/// Which checkpoint to load and where to run it.
+#[derive(Debug, Args)]
+pub struct ModelArgs {
+    /// A Hugging Face checkpoint folder (config.json, *.safetensors, tokenizer.json).
+    /// Defaults to the embedded model in assets/.
+    #[arg(long, value_name = "DIR")]
+    pub model: Option<PathBuf>,
+    /// Device to run on (`cpu`; `cuda:N` in builds with the cuda feature).
+    #[arg(long, default_value = "cpu")]
+    pub device: String,
+}
+
+/// `moescope generate`.
+#[derive(Debug, Args)]
+pub struct GenerateArgs {
+    #[command(flatten)]
+    pub model: ModelArgs,
+    /// Raw text to continue (no chat template).
+    #[arg(long, conflicts_with = "chat", required_unless_present = "chat")]
+    pub prompt: Option<String>,
+    /// A user message, rendered through the checkpoint's chat template.
+    #[arg(long)]
+    pub chat: Option<String>,
+    /// An optional system message for --chat.
+    #[arg(long, requires = "chat")]
+    pub system: Option<String>,
+    /// Most tokens to generate.
+    #[arg(long, default_value_t = 32)]
+    pub max_tokens: usize,
+    /// Sampling temperature; 0 is greedy and reproducible.
+    #[arg(long, default_value_t = 0.0)]
+    pub temperature: f64,
+    /// Nucleus sampling threshold.
+    #[arg(long, default_value_t = 1.0)]
+    pub top_p: f64,
+    /// Sampler seed.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Stop once the output contains this text (repeatable).
+    #[arg(long = "stop", value_name = "TEXT")]
+    pub stop: Vec<String>,
+    /// Never let the router choose EXPERT at LAYER (repeatable), written LAYER:EXPERT.
+    #[arg(long = "mask", value_name = "LAYER:EXPERT")]
+    pub mask: Vec<String>,
+    /// After the text, print the experts each generated token was routed to at every MoE layer.
+    #[arg(long)]
+    pub show_routing: bool,
+}
+
+/// `moescope bench`.
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    #[command(flatten)]
+    pub model: ModelArgs,
+    /// Prompt length for the prefill measurement.
+    #[arg(long, default_value_t = 128)]
+    pub prompt_len: usize,
+    /// Tokens decoded for the decode measurement.
+    #[arg(long, default_value_t = 32)]
+    pub decode_tokens: usize,
+    /// Sequences per batch.
+    #[arg(long, default_value_t = 1)]
+    pub batch: usize,
+    /// Timed repetitions (the median is reported) after one warm-up.
+    #[arg(long, default_value_t = 5)]
+    pub repeats: usize,
+    /// Print one JSON object instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}

@@ -1,0 +1,301 @@
+//! The subcommands: each loads what it needs through the engine and prints the result.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use candle_core::Device;
+use indicatif::{ProgressBar, ProgressStyle};
+use moescope_engine::config::QkNorm;
+use moescope_engine::{
+    generate, CaptureData, ChatMessage, Checkpoint, GenerateOptions, MoeHook, Recorder,
+    RoutingPolicy, RoutingRule,
+};
+
+use crate::cli::{Cli, Command, GenerateArgs, ModelArgs};
+
+/// The model used when `--model` is not given: the one shipped in `assets/`.
+const DEFAULT_MODEL: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/assets/default-model");
+
+/// Runs one parsed command line.
+pub fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::Info(args) => info(&args),
+        Command::Generate(args) => generate_cmd(&args),
+        Command::Bench(args) => crate::bench::run(&args),
+    }
+}
+
+/// The checkpoint folder a command should use.
+fn model_dir(args: &ModelArgs) -> Result<PathBuf> {
+    if let Some(dir) = &args.model {
+        return Ok(dir.clone());
+    }
+    let dir = std::env::var_os("MOESCOPE_MODEL")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(DEFAULT_MODEL));
+    if !dir.is_dir() {
+        bail!(
+            "no --model given and the default model folder {} is missing; pass --model DIR with a Hugging Face checkpoint folder",
+            dir.display()
+        );
+    }
+    Ok(dir)
+}
+
+/// Parses `--device`.
+pub fn device(name: &str) -> Result<Device> {
+    match name {
+        "cpu" => Ok(Device::Cpu),
+        other if other.starts_with("cuda") => bail!(
+            "--device {other}: this build has no CUDA support (it runs on cpu); rebuild with the cuda feature"
+        ),
+        other => bail!("--device {other}: unknown device; use cpu"),
+    }
+}
+
+/// Loads a checkpoint with a spinner.
+pub fn load(args: &ModelArgs) -> Result<Checkpoint> {
+    let dir = model_dir(args)?;
+    let device = device(&args.device)?;
+    let spinner = ProgressBar::new_spinner().with_message(format!("loading {}", dir.display()));
+    spinner.set_style(ProgressStyle::with_template("{spinner} {msg} ({elapsed})")?);
+    spinner.enable_steady_tick(Duration::from_millis(120));
+    let ck = Checkpoint::open(&dir, &device);
+    spinner.finish_and_clear();
+    ck.with_context(|| format!("cannot load the checkpoint in {}", dir.display()))
+}
+
+fn info(args: &ModelArgs) -> Result<()> {
+    let ck = load(args)?;
+    let c = ck.model.config();
+    let moe_layers = c.moe_layers();
+    let dense: Vec<usize> = (0..c.num_layers())
+        .filter(|l| !moe_layers.contains(l))
+        .collect();
+    let a = &c.attention;
+    let RoutingRule::Softmax { norm_topk_prob } = c.moe.routing;
+    let rows: Vec<(&str, String)> = vec![
+        ("model", ck.dir.display().to_string()),
+        ("architecture", c.architecture.model_type().to_string()),
+        ("layers", format!("{} (MoE: {}; dense: {})", c.num_layers(), list(&moe_layers), list(&dense))),
+        (
+            "experts",
+            format!(
+                "{} routed per MoE layer, top-{}, softmax scores, norm_topk_prob={norm_topk_prob}, expert width {}",
+                c.moe.num_experts, c.moe.top_k, c.moe.expert_intermediate_size
+            ),
+        ),
+        (
+            "shared experts",
+            match &c.moe.shared_expert {
+                Some(s) => format!(
+                    "1 per MoE layer, width {}{}",
+                    s.intermediate_size,
+                    if s.sigmoid_gate { ", sigmoid gate" } else { "" }
+                ),
+                None => "none".into(),
+            },
+        ),
+        (
+            "attention",
+            format!(
+                "{} heads, {} kv heads, head_dim {}, q/k norm {}, qkv bias {}",
+                a.num_heads,
+                a.num_kv_heads,
+                a.head_dim,
+                match a.qk_norm {
+                    QkNorm::None => "none",
+                    QkNorm::PerHead => "per head",
+                    QkNorm::Full => "full projection",
+                },
+                a.qkv_bias
+            ),
+        ),
+        ("hidden size", c.hidden_size.to_string()),
+        ("vocabulary", c.vocab_size.to_string()),
+        ("context", c.max_position_embeddings.to_string()),
+        (
+            "dtype",
+            format!(
+                "stored {} (config says {}); computed in f32",
+                ck.dtypes.0.iter().map(|(d, n)| format!("{d}: {n}")).collect::<Vec<_>>().join(", "),
+                c.declared_dtype.as_deref().unwrap_or("nothing")
+            ),
+        ),
+        (
+            "parameters",
+            format!(
+                "{} total, {} active per token",
+                human(ck.model.num_params()),
+                human(ck.model.num_active_params())
+            ),
+        ),
+        ("chat template", if ck.codec.has_chat_template() { "yes" } else { "no" }.into()),
+    ];
+    for (k, v) in rows {
+        println!("{k:<15} {v}");
+    }
+    Ok(())
+}
+
+fn list(v: &[usize]) -> String {
+    if v.is_empty() {
+        "none".into()
+    } else {
+        v.iter()
+            .map(usize::to_string)
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+}
+
+fn human(n: usize) -> String {
+    match n {
+        n if n >= 1_000_000_000 => format!("{:.2}B", n as f64 / 1e9),
+        n if n >= 1_000_000 => format!("{:.2}M", n as f64 / 1e6),
+        n if n >= 1_000 => format!("{:.1}K", n as f64 / 1e3),
+        n => n.to_string(),
+    }
+}
+
+/// Parses `--mask LAYER:EXPERT` values into a policy.
+fn mask_policy(masks: &[String]) -> Result<RoutingPolicy> {
+    let mut policy = RoutingPolicy::new();
+    for m in masks {
+        let parsed = m
+            .split_once(':')
+            .and_then(|(l, e)| Some((l.trim().parse().ok()?, e.trim().parse().ok()?)));
+        let Some((layer, expert)) = parsed else {
+            bail!("--mask {m}: expected LAYER:EXPERT with two non-negative integers, e.g. --mask 3:17");
+        };
+        policy.mask(layer, expert);
+    }
+    Ok(policy)
+}
+
+fn generate_cmd(args: &GenerateArgs) -> Result<()> {
+    let ck = load(&args.model)?;
+    let c = ck.model.config();
+    let policy = mask_policy(&args.mask)?;
+    policy
+        .validate(&c.moe_layers(), c.moe.num_experts, c.moe.top_k)
+        .context("--mask")?;
+    let text = match (&args.prompt, &args.chat) {
+        (Some(p), _) => p.clone(),
+        (None, Some(user)) => {
+            let mut messages = Vec::new();
+            if let Some(s) = &args.system {
+                messages.push(ChatMessage {
+                    role: "system".into(),
+                    content: s.clone(),
+                });
+            }
+            messages.push(ChatMessage {
+                role: "user".into(),
+                content: user.clone(),
+            });
+            ck.codec.apply_chat_template(&messages)?
+        }
+        (None, None) => bail!("give --prompt TEXT or --chat MESSAGE"),
+    };
+    let prompt = ck.codec.encode(&text)?;
+    if prompt.is_empty() {
+        bail!("the prompt is empty after tokenisation; give some text");
+    }
+    let opts = GenerateOptions {
+        max_new_tokens: args.max_tokens,
+        temperature: args.temperature,
+        top_p: args.top_p,
+        seed: args.seed,
+        stop_strings: args.stop.clone(),
+        ignore_eos: false,
+    };
+    let mut recorder = Recorder::new();
+    if args.show_routing {
+        recorder.subscribe_all_layers(MoeHook::TopkIds);
+    }
+    print!("{text}");
+    let mut stdout = std::io::stdout();
+    stdout.flush()?;
+    let mut generated = Vec::new();
+    let mut printed = 0;
+    let out = generate(
+        &ck.model,
+        Some(&ck.codec),
+        std::slice::from_ref(&prompt),
+        &opts,
+        &policy,
+        args.show_routing.then_some(&mut recorder),
+        |_, t| {
+            generated.push(t);
+            // Print whole characters only: a byte-level token may end mid-character.
+            if let Ok(s) = ck.codec.decode(&generated) {
+                if !s.ends_with('\u{fffd}') && s.len() > printed && s.is_char_boundary(printed) {
+                    print!("{}", &s[printed..]);
+                    printed = s.len();
+                    let _ = std::io::stdout().flush();
+                }
+            }
+        },
+    )?;
+    let result = &out[0];
+    if result.text.len() > printed && result.text.is_char_boundary(printed) {
+        print!("{}", &result.text[printed..]);
+    }
+    println!();
+    eprintln!(
+        "[{} tokens, stopped: {:?}]",
+        result.tokens.len(),
+        result.stop
+    );
+    if args.show_routing {
+        print_routing(&ck, &prompt, &result.tokens, &recorder)?;
+    }
+    Ok(())
+}
+
+/// Prints, per token, the experts chosen at each MoE layer.
+fn print_routing(ck: &Checkpoint, prompt: &[u32], generated: &[u32], rec: &Recorder) -> Result<()> {
+    let layers = ck.model.config().moe_layers();
+    let k = ck.model.config().moe.top_k;
+    let mut per_layer: Vec<Vec<u32>> = vec![Vec::new(); layers.len()];
+    for cap in rec.captures() {
+        if let (Some(i), CaptureData::U32(ids)) =
+            (layers.iter().position(|&l| l == cap.point.layer), &cap.data)
+        {
+            per_layer[i].extend_from_slice(ids);
+        }
+    }
+    let fed: Vec<(u32, bool)> = prompt
+        .iter()
+        .map(|&t| (t, false))
+        .chain(generated.iter().map(|&t| (t, true)))
+        .collect();
+    println!("\nrouting (experts chosen, best first; * = generated token)");
+    let header: Vec<String> = layers.iter().map(|l| format!("L{l}")).collect();
+    println!("{:>5}  {:<16} {}", "pos", "token", header.join(" | "));
+    for (pos, &(tok, gen)) in fed.iter().enumerate() {
+        if per_layer.iter().any(|ids| ids.len() < (pos + 1) * k) {
+            break;
+        }
+        let cells: Vec<String> = per_layer
+            .iter()
+            .map(|ids| {
+                ids[pos * k..(pos + 1) * k]
+                    .iter()
+                    .map(u32::to_string)
+                    .collect::<Vec<_>>()
+                    .join(",")
+            })
+            .collect();
+        let text = format!(
+            "{:?}{}",
+            ck.codec.token_text(tok),
+            if gen { "*" } else { "" }
+        );
+        println!("{pos:>5}  {text:<16} {}", cells.join(" | "));
+    }
+    Ok(())
+}

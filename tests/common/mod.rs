@@ -1,0 +1,91 @@
+//! Helpers shared by the end-to-end tests: fixture paths and golden-output readers.
+
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+
+use safetensors::tensor::{Dtype, SafeTensors};
+
+/// Every committed parity fixture.
+pub const FIXTURES: [&str; 6] = [
+    "mixtral",
+    "olmoe",
+    "qwen2_moe",
+    "qwen3_moe",
+    "qwen3_moe_bf16",
+    "olmoe_f16_sharded",
+];
+
+/// Folder of a committed fixture.
+pub fn fixture(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name)
+}
+
+/// The golden outputs HF transformers wrote for a fixture.
+pub struct Golden {
+    bytes: Vec<u8>,
+}
+
+impl Golden {
+    /// Reads `golden.safetensors` of the fixture.
+    pub fn load(name: &str) -> Self {
+        let path = fixture(name).join("golden.safetensors");
+        Self {
+            bytes: std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display())),
+        }
+    }
+
+    fn view(&self, key: &str) -> (Dtype, Vec<usize>, Vec<u8>) {
+        let st = SafeTensors::deserialize(&self.bytes).expect("golden.safetensors parses");
+        let t = st
+            .tensor(key)
+            .unwrap_or_else(|_| panic!("golden tensor {key} missing"));
+        (t.dtype(), t.shape().to_vec(), t.data().to_vec())
+    }
+
+    /// Whether a tensor exists.
+    pub fn has(&self, key: &str) -> bool {
+        SafeTensors::deserialize(&self.bytes)
+            .map(|st| st.tensor(key).is_ok())
+            .unwrap_or(false)
+    }
+
+    /// An f32 tensor with its shape.
+    pub fn f32(&self, key: &str) -> (Vec<usize>, Vec<f32>) {
+        let (dtype, shape, data) = self.view(key);
+        assert_eq!(dtype, Dtype::F32, "{key}");
+        let v = data
+            .chunks_exact(4)
+            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .collect();
+        (shape, v)
+    }
+
+    /// An i64 tensor with its shape.
+    pub fn i64(&self, key: &str) -> (Vec<usize>, Vec<i64>) {
+        let (dtype, shape, data) = self.view(key);
+        assert_eq!(dtype, Dtype::I64, "{key}");
+        let v = data
+            .chunks_exact(8)
+            .map(|c| i64::from_le_bytes(c.try_into().expect("8 bytes")))
+            .collect();
+        (shape, v)
+    }
+
+    /// Rows of an i64 `[rows, cols]` tensor as token ids.
+    pub fn rows_u32(&self, key: &str) -> Vec<Vec<u32>> {
+        let (shape, v) = self.i64(key);
+        v.chunks_exact(shape[1])
+            .map(|r| r.iter().map(|&x| x as u32).collect())
+            .collect()
+    }
+}
+
+/// The fixture's `meta.json`.
+pub fn meta(name: &str) -> serde_json::Value {
+    let path = fixture(name).join("meta.json");
+    serde_json::from_str(&std::fs::read_to_string(path).expect("meta.json"))
+        .expect("meta.json parses")
+}
