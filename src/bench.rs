@@ -34,8 +34,7 @@ pub fn run(args: &BenchArgs) -> Result<()> {
                 .collect()
         })
         .collect();
-    let plain = measure(model, &prompts, args, false)?;
-    let captured = measure(model, &prompts, args, true)?;
+    let [plain, captured] = measure(model, &prompts, args)?;
     let overhead = |a: f64, b: f64| (a / b - 1.0) * 100.0;
     let threads = candle_core::utils::get_num_threads();
     if args.json {
@@ -82,33 +81,65 @@ pub fn run(args: &BenchArgs) -> Result<()> {
     Ok(())
 }
 
-/// Median prefill and decode throughput over `repeats` runs after one warm-up.
-fn measure(
-    model: &MoeModel,
-    prompts: &[Vec<u32>],
-    args: &BenchArgs,
-    capture: bool,
-) -> Result<Throughput> {
-    let policy = RoutingPolicy::new();
-    let valid: Vec<Vec<bool>> = prompts.iter().map(|p| vec![true; p.len()]).collect();
-    let mut prefill = Vec::new();
-    let mut decode = Vec::new();
+/// Median prefill and decode throughput, without and with capture, over `repeats` runs after
+/// one warm-up; the two variants alternate within each repetition so neither sees a warmer
+/// machine.
+fn measure(model: &MoeModel, prompts: &[Vec<u32>], args: &BenchArgs) -> Result<[Throughput; 2]> {
+    let mut samples: [(Vec<f64>, Vec<f64>); 2] = Default::default();
     for rep in 0..=args.repeats {
-        let mut recorder = Recorder::new();
-        if capture {
-            for hook in [
-                MoeHook::RouterLogits,
-                MoeHook::TopkIds,
-                MoeHook::TopkWeights,
-            ] {
-                recorder.subscribe_all_layers(hook);
+        for (capture, (prefill, decode)) in samples.iter_mut().enumerate() {
+            let (p, d) = run_once(model, prompts, args.decode_tokens, capture == 1)?;
+            if rep > 0 {
+                prefill.push(p);
+                decode.push(d);
             }
         }
-        let mut cache = KvCache::new();
-        let start = Instant::now();
+    }
+    Ok(samples.map(|(mut p, mut d)| Throughput {
+        prefill: median(&mut p),
+        decode: median(&mut d),
+    }))
+}
+
+/// One prefill and `decode_tokens` decode steps; returns their tokens per second.
+fn run_once(
+    model: &MoeModel,
+    prompts: &[Vec<u32>],
+    decode_tokens: usize,
+    capture: bool,
+) -> Result<(f64, f64)> {
+    let policy = RoutingPolicy::new();
+    let valid: Vec<Vec<bool>> = prompts.iter().map(|p| vec![true; p.len()]).collect();
+    let mut recorder = Recorder::new();
+    if capture {
+        for hook in [
+            MoeHook::RouterLogits,
+            MoeHook::TopkIds,
+            MoeHook::TopkWeights,
+        ] {
+            recorder.subscribe_all_layers(hook);
+        }
+    }
+    let mut cache = KvCache::new();
+    let start = Instant::now();
+    let logits = model.forward(
+        prompts,
+        &valid,
+        &mut cache,
+        ForwardOptions {
+            policy: &policy,
+            recorder: capture.then_some(&mut recorder),
+            logits_for: LogitsFor::Last,
+        },
+    )?;
+    let mut next = argmax_rows(&logits)?;
+    let prefill_s = start.elapsed().as_secs_f64();
+    let one = vec![vec![true]; prompts.len()];
+    let start = Instant::now();
+    for _ in 0..decode_tokens {
         let logits = model.forward(
-            prompts,
-            &valid,
+            &next,
+            &one,
             &mut cache,
             ForwardOptions {
                 policy: &policy,
@@ -116,36 +147,16 @@ fn measure(
                 logits_for: LogitsFor::Last,
             },
         )?;
-        let mut next: Vec<Vec<u32>> = argmax_rows(&logits)?;
-        let prefill_s = start.elapsed().as_secs_f64();
-        let one = vec![vec![true]; prompts.len()];
-        let start = Instant::now();
-        for _ in 0..args.decode_tokens {
-            let logits = model.forward(
-                &next,
-                &one,
-                &mut cache,
-                ForwardOptions {
-                    policy: &policy,
-                    recorder: capture.then_some(&mut recorder),
-                    logits_for: LogitsFor::Last,
-                },
-            )?;
-            next = argmax_rows(&logits)?;
-            // A recorder hands its captures on after each step; keep memory flat like one would.
-            drop(recorder.take());
-        }
-        let decode_s = start.elapsed().as_secs_f64();
-        if rep > 0 {
-            let tokens = prompts.len() as f64;
-            prefill.push(tokens * prompts[0].len() as f64 / prefill_s);
-            decode.push(tokens * args.decode_tokens as f64 / decode_s);
-        }
+        next = argmax_rows(&logits)?;
+        // A consumer hands captures on after each step; keep memory flat like one would.
+        drop(recorder.take());
     }
-    Ok(Throughput {
-        prefill: median(&mut prefill),
-        decode: median(&mut decode),
-    })
+    let decode_s = start.elapsed().as_secs_f64();
+    let rows = prompts.len() as f64;
+    Ok((
+        rows * prompts[0].len() as f64 / prefill_s,
+        rows * decode_tokens as f64 / decode_s,
+    ))
 }
 
 fn argmax_rows(logits: &candle_core::Tensor) -> Result<Vec<Vec<u32>>> {

@@ -271,3 +271,50 @@ fn masked_expert_is_never_chosen() {
         assert!(unsteered_had_it, "{name}: the unsteered router never chose the masked expert, so the test proves nothing");
     }
 }
+
+/// A prompt longer than one attention query block (128) gives the same last-position logits
+/// in one prefill as fed token by token through the KV cache, and in a left-padded batch.
+#[test]
+fn long_prompt_blocks_agree_with_incremental_decoding() {
+    let ck = open("qwen2_moe");
+    let none = RoutingPolicy::new();
+    let len = 200;
+    let prompt: Vec<u32> = (0..len).map(|i| 3 + (i * 37 % 300) as u32).collect();
+    let run = |tokens: &[Vec<u32>], valid: &[Vec<bool>], cache: &mut KvCache| -> Vec<f32> {
+        let opts = ForwardOptions {
+            policy: &none,
+            recorder: None,
+            logits_for: LogitsFor::Last,
+        };
+        let logits = ck.model.forward(tokens, valid, cache, opts).unwrap();
+        logits.flatten_all().unwrap().to_vec1().unwrap()
+    };
+    let whole = run(
+        std::slice::from_ref(&prompt),
+        &[vec![true; len]],
+        &mut KvCache::new(),
+    );
+    let mut cache = KvCache::new();
+    let mut stepwise = Vec::new();
+    for &t in &prompt {
+        stepwise = run(&[vec![t]], &[vec![true]], &mut cache);
+    }
+    assert_close_rel("long prompt: whole vs stepwise", &whole, &stepwise);
+
+    let short: Vec<u32> = prompt[..150].to_vec();
+    let padded = [vec![0u32; len - 150], short.clone()].concat();
+    let valid = [vec![false; len - 150], vec![true; 150]].concat();
+    let batch = run(
+        &[prompt.clone(), padded],
+        &[vec![true; len], valid],
+        &mut KvCache::new(),
+    );
+    let alone = run(
+        std::slice::from_ref(&short),
+        &[vec![true; 150]],
+        &mut KvCache::new(),
+    );
+    let vocab = ck.model.config().vocab_size;
+    assert_close_rel("long prompt: batch row 0", &batch[..vocab], &whole);
+    assert_close_rel("long prompt: padded row 1", &batch[vocab..], &alone);
+}

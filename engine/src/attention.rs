@@ -1,14 +1,16 @@
 //! Grouped-query self-attention with RoPE, the q/k-norm variants, optional q/k/v bias and
 //! clamp, and a per-layer KV cache.
 
-use candle_core::{Device, Tensor, D};
+use candle_core::{Device, Tensor};
 
 use crate::config::{AttentionSpec, QkNorm};
 use crate::error::Result;
 use crate::layers::{Linear, RmsNorm};
+use crate::ops::masked_softmax;
 use crate::weights::Weights;
 
-/// Rotary-embedding tables for one forward call: `cos` and `sin` of shape `[batch, 1, seq, head_dim]`.
+/// Rotary-embedding tables for one forward call: `cos` and `sin` of shape
+/// `[batch, seq, head_dim / 2]`, one row per token position.
 pub struct Rope {
     cos: Tensor,
     sin: Tensor,
@@ -24,36 +26,35 @@ impl Rope {
             .collect();
         let batch = positions.len();
         let seq = positions.first().map_or(0, Vec::len);
-        let mut cos = Vec::with_capacity(batch * seq * d);
-        let mut sin = Vec::with_capacity(batch * seq * d);
+        let mut cos = Vec::with_capacity(batch * seq * half);
+        let mut sin = Vec::with_capacity(batch * seq * half);
         let scale = spec.rope_linear_factor as f32;
-        for row in positions {
-            for &p in row {
-                let p = p as f32 / scale;
-                for _ in 0..2 {
-                    for &f in &inv_freq {
-                        let angle = p * f;
-                        cos.push(angle.cos());
-                        sin.push(angle.sin());
-                    }
-                }
+        for &p in positions.iter().flatten() {
+            let p = p as f32 / scale;
+            for &f in &inv_freq {
+                let angle = p * f;
+                cos.push(angle.cos());
+                sin.push(angle.sin());
             }
         }
         Ok(Self {
-            cos: Tensor::from_vec(cos, (batch, 1, seq, d), device)?,
-            sin: Tensor::from_vec(sin, (batch, 1, seq, d), device)?,
+            cos: Tensor::from_vec(cos, (batch, seq, half), device)?,
+            sin: Tensor::from_vec(sin, (batch, seq, half), device)?,
         })
     }
 
     /// Rotates `x` of shape `[batch, heads, seq, head_dim]` (rotate-half convention).
     fn apply(&self, x: &Tensor) -> Result<Tensor> {
-        let d = x.dim(D::Minus1)?;
-        let x1 = x.narrow(D::Minus1, 0, d / 2)?;
-        let x2 = x.narrow(D::Minus1, d / 2, d / 2)?;
-        let rotated = Tensor::cat(&[&x2.neg()?, &x1], D::Minus1)?;
-        Ok((x.broadcast_mul(&self.cos)? + rotated.broadcast_mul(&self.sin)?)?)
+        Ok(candle_nn::rotary_emb::rope(
+            &x.contiguous()?,
+            &self.cos,
+            &self.sin,
+        )?)
     }
 }
+
+/// Queries attended together in one block of a long prompt.
+const QUERY_BLOCK: usize = 128;
 
 /// Cached keys and values of one layer, `[batch, kv_heads, cached, head_dim]`.
 #[derive(Debug, Clone, Default)]
@@ -150,8 +151,9 @@ impl Attention {
             q = self.norm(&self.q_norm, &q)?;
             k = self.norm(&self.k_norm, &k)?;
         }
-        let q = rope.apply(&q.transpose(1, 2)?.contiguous()?)?;
-        let k = rope.apply(&k.transpose(1, 2)?.contiguous()?)?;
+        let scale = 1.0 / (d as f64).sqrt();
+        let q = (rope.apply(&q.transpose(1, 2)?)? * scale)?;
+        let k = rope.apply(&k.transpose(1, 2)?)?;
         let v = v.transpose(1, 2)?.contiguous()?;
         let (k, v) = match (&cache.k, &cache.v) {
             (Some(pk), Some(pv)) => (Tensor::cat(&[pk, &k], 2)?, Tensor::cat(&[pv, &v], 2)?),
@@ -160,20 +162,45 @@ impl Attention {
         cache.k = Some(k.clone());
         cache.v = Some(v.clone());
         let total = k.dim(2)?;
+        let past = total - seq;
+        // Causal attention: a block of queries only needs the keys up to its last position, so
+        // long prompts run in blocks and skip the scores every query in the block would mask.
+        let mut blocks = Vec::with_capacity(seq.div_ceil(QUERY_BLOCK));
+        for start in (0..seq).step_by(QUERY_BLOCK) {
+            let len = QUERY_BLOCK.min(seq - start);
+            let keys = past + start + len;
+            blocks.push(self.attend(
+                &q.narrow(2, start, len)?,
+                &k.narrow(2, 0, keys)?,
+                &v.narrow(2, 0, keys)?,
+                &mask.narrow(2, start, len)?.narrow(3, 0, keys)?,
+            )?);
+        }
+        let out = if blocks.len() == 1 {
+            blocks.remove(0)
+        } else {
+            Tensor::cat(&blocks, 2)?
+        };
+        let out = out.transpose(1, 2)?.reshape((batch * seq, nh * d))?;
+        self.o.forward(&out)
+    }
+
+    /// Scaled-dot-product attention of `q` `[batch, heads, seq, d]` (already scaled) over
+    /// `k`, `v` `[batch, kv_heads, keys, d]` with an additive `mask` `[batch, 1, seq, keys]`;
+    /// returns `[batch, heads, seq, d]`.
+    fn attend(&self, q: &Tensor, k: &Tensor, v: &Tensor, mask: &Tensor) -> Result<Tensor> {
+        let (batch, nh, seq, d) = q.dims4()?;
+        let (nkv, keys) = (self.spec.num_kv_heads, k.dim(2)?);
         let groups = nh / nkv;
         // Query heads sharing a kv head are stacked along the sequence axis so one batched
         // matmul serves the whole group without copying k or v.
-        let qg = q.reshape((batch, nkv, groups * seq, d))?;
-        let scale = 1.0 / (d as f64).sqrt();
-        let scores = (qg.matmul(&k.t()?)? * scale)?.reshape((batch, nh, seq, total))?;
-        let probs = candle_nn::ops::softmax_last_dim(&scores.broadcast_add(mask)?)?;
-        let out = probs
-            .reshape((batch, nkv, groups * seq, total))?
-            .matmul(&v)?
-            .reshape((batch, nh, seq, d))?
-            .transpose(1, 2)?
-            .reshape((batch * seq, nh * d))?;
-        self.o.forward(&out)
+        let qg = q.contiguous()?.reshape((batch, nkv, groups * seq, d))?;
+        let scores = qg.matmul(&k.t()?)?.reshape((batch, nh, seq, keys))?;
+        let probs = masked_softmax(&scores, mask)?;
+        Ok(probs
+            .reshape((batch, nkv, groups * seq, keys))?
+            .matmul(&v.contiguous()?)?
+            .reshape((batch, nh, seq, d))?)
     }
 
     fn norm(&self, norm: &Option<RmsNorm>, x: &Tensor) -> Result<Tensor> {

@@ -8,6 +8,9 @@ use serde_json::Value;
 use crate::error::{EngineError, Result};
 use crate::routing::RoutingRule;
 
+/// More decoder layers than any released model has; a larger value is a corrupt config.
+const MAX_LAYERS: usize = 4096;
+
 /// The architectures the engine can load, by their `model_type` in `config.json`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Architecture {
@@ -184,6 +187,12 @@ impl ModelConfig {
         })?;
         let hidden_size = f.req_usize("hidden_size")?;
         let num_layers = f.req_usize("num_hidden_layers")?;
+        if num_layers == 0 || num_layers > MAX_LAYERS {
+            return Err(f.bad(
+                "num_hidden_layers",
+                format!("must be between 1 and {MAX_LAYERS}, found {num_layers}"),
+            ));
+        }
         let num_heads = f.req_usize("num_attention_heads")?;
         let num_kv_heads = f.opt_usize("num_key_value_heads")?.unwrap_or(num_heads);
         let head_dim = f

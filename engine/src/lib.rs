@@ -11,6 +11,7 @@ pub mod hooks;
 pub mod layers;
 pub mod model;
 pub mod moe;
+pub mod ops;
 pub mod routing;
 pub mod tokenizer;
 pub mod weights;

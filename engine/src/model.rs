@@ -9,12 +9,9 @@ use crate::error::{EngineError, Result};
 use crate::hooks::Recorder;
 use crate::layers::{Linear, RmsNorm, SwiGlu};
 use crate::moe::{MoeBlock, MoeCall, MoeNames};
+use crate::ops::MASKED;
 use crate::routing::RoutingPolicy;
 use crate::weights::Weights;
-
-/// Additive attention-mask value for a hidden key: finite so a row with no visible key
-/// (a padding query) gives a uniform distribution rather than NaN.
-const MASKED: f32 = -1e30;
 
 enum Ffn {
     Dense(SwiGlu),
