@@ -121,33 +121,21 @@ fn run_once(
         }
     }
     let mut cache = KvCache::new();
-    let start = Instant::now();
-    let logits = model.forward(
-        prompts,
-        &valid,
-        &mut cache,
-        ForwardOptions {
+    let mut step = |tokens: &[Vec<u32>], valid: &[Vec<bool>], recorder: Option<&mut Recorder>| {
+        let opts = ForwardOptions {
             policy: &policy,
-            recorder: capture.then_some(&mut recorder),
+            recorder,
             logits_for: LogitsFor::Last,
-        },
-    )?;
-    let mut next = argmax_rows(&logits)?;
+        };
+        argmax_rows(&model.forward(tokens, valid, &mut cache, opts)?)
+    };
+    let start = Instant::now();
+    let mut next = step(prompts, &valid, capture.then_some(&mut recorder))?;
     let prefill_s = start.elapsed().as_secs_f64();
     let one = vec![vec![true]; prompts.len()];
     let start = Instant::now();
     for _ in 0..decode_tokens {
-        let logits = model.forward(
-            &next,
-            &one,
-            &mut cache,
-            ForwardOptions {
-                policy: &policy,
-                recorder: capture.then_some(&mut recorder),
-                logits_for: LogitsFor::Last,
-            },
-        )?;
-        next = argmax_rows(&logits)?;
+        next = step(&next, &one, capture.then_some(&mut recorder))?;
         // A consumer hands captures on after each step; keep memory flat like one would.
         drop(recorder.take());
     }

@@ -163,15 +163,7 @@ impl ModelConfig {
                 what: "model configuration",
             });
         }
-        let text = std::fs::read_to_string(path).map_err(|source| EngineError::Io {
-            path: path.to_path_buf(),
-            source,
-        })?;
-        let value: Value = serde_json::from_str(&text).map_err(|e| EngineError::Json {
-            path: path.to_path_buf(),
-            message: e.to_string(),
-        })?;
-        Self::from_json(&value, path)
+        Self::from_json(&read_json(path)?, path)
     }
 
     /// Maps an already-parsed `config.json`; `path` is used in error messages.
@@ -316,6 +308,18 @@ impl ModelConfig {
             .filter(|&l| self.layers[l].ffn == FfnKind::Moe)
             .collect()
     }
+}
+
+/// Reads and parses a JSON file, with errors that name it.
+pub(crate) fn read_json(path: &Path) -> Result<Value> {
+    let text = std::fs::read_to_string(path).map_err(|source| EngineError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    serde_json::from_str(&text).map_err(|e| EngineError::Json {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    })
 }
 
 /// Reads a token id or a list of token ids (the two forms `eos_token_id` takes).

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::config::token_ids;
+use crate::config::{read_json, token_ids};
 use crate::error::{EngineError, Result};
 
 /// One chat message, as chat templates expect it.
@@ -196,17 +196,9 @@ fn chat_template_of(v: &Value) -> Option<String> {
 }
 
 fn read_json_if_present(path: &Path) -> Result<Option<Value>> {
-    if !path.exists() {
-        return Ok(None);
+    if path.exists() {
+        read_json(path).map(Some)
+    } else {
+        Ok(None)
     }
-    let text = std::fs::read_to_string(path).map_err(|source| EngineError::Io {
-        path: path.to_path_buf(),
-        source,
-    })?;
-    serde_json::from_str(&text)
-        .map(Some)
-        .map_err(|e| EngineError::Json {
-            path: path.to_path_buf(),
-            message: e.to_string(),
-        })
 }

@@ -10,6 +10,7 @@ use memmap2::Mmap;
 use safetensors::tensor::{Dtype as StDtype, Metadata};
 use serde_json::Value;
 
+use crate::config::read_json;
 use crate::error::{EngineError, Result};
 
 /// One mapped shard and its parsed header.
@@ -135,14 +136,7 @@ impl Weights {
 
 /// Reads the shard file list from `model.safetensors.index.json`.
 fn shard_files(index_path: &Path, dir: &Path) -> Result<Vec<PathBuf>> {
-    let text = std::fs::read_to_string(index_path).map_err(|source| EngineError::Io {
-        path: index_path.to_path_buf(),
-        source,
-    })?;
-    let value: Value = serde_json::from_str(&text).map_err(|e| EngineError::Json {
-        path: index_path.to_path_buf(),
-        message: e.to_string(),
-    })?;
+    let value = read_json(index_path)?;
     let map = value
         .get("weight_map")
         .and_then(Value::as_object)
