@@ -10,7 +10,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use moescope_engine::config::QkNorm;
 use moescope_engine::{
     generate, CaptureData, ChatMessage, Checkpoint, GenerateOptions, MoeHook, Recorder,
-    RoutingPolicy, RoutingRule,
+    RoutingPolicy,
 };
 
 use crate::cli::{Cli, Command, GenerateArgs, ModelArgs};
@@ -75,16 +75,31 @@ fn info(args: &ModelArgs) -> Result<()> {
         .filter(|l| !moe_layers.contains(l))
         .collect();
     let a = &c.attention;
-    let RoutingRule::Softmax { norm_topk_prob } = c.moe.routing;
     let rows: Vec<(&str, String)> = vec![
         ("model", ck.dir.display().to_string()),
         ("architecture", c.architecture.model_type().to_string()),
-        ("layers", format!("{} (MoE: {}; dense: {})", c.num_layers(), list(&moe_layers), list(&dense))),
+        (
+            "layers",
+            format!(
+                "{} (MoE: {}; dense: {})",
+                c.num_layers(),
+                list(&moe_layers),
+                list(&dense)
+            ),
+        ),
         (
             "experts",
             format!(
-                "{} routed per MoE layer, top-{}, softmax scores, norm_topk_prob={norm_topk_prob}, expert width {}",
-                c.moe.num_experts, c.moe.top_k, c.moe.expert_intermediate_size
+                "{} routed per MoE layer, top-{}, {}{}, expert width {}",
+                c.moe.num_experts,
+                c.moe.top_k,
+                c.moe.routing,
+                if c.moe.selection_bias {
+                    ", selection bias"
+                } else {
+                    ""
+                },
+                c.moe.expert_intermediate_size
             ),
         ),
         (
@@ -101,7 +116,12 @@ fn info(args: &ModelArgs) -> Result<()> {
         (
             "attention",
             format!(
-                "{} heads, {} kv heads, head_dim {}, q/k norm {}, qkv bias {}",
+                "{}{} heads, {} kv heads, head_dim {}, q/k norm {}, qkv bias {}",
+                if a.mla.is_some() {
+                    "multi-head latent attention, "
+                } else {
+                    ""
+                },
                 a.num_heads,
                 a.num_kv_heads,
                 a.head_dim,
@@ -120,7 +140,12 @@ fn info(args: &ModelArgs) -> Result<()> {
             "dtype",
             format!(
                 "stored {} (config says {}); computed in f32",
-                ck.dtypes.0.iter().map(|(d, n)| format!("{d}: {n}")).collect::<Vec<_>>().join(", "),
+                ck.dtypes
+                    .0
+                    .iter()
+                    .map(|(d, n)| format!("{d}: {n}"))
+                    .collect::<Vec<_>>()
+                    .join(", "),
                 c.declared_dtype.as_deref().unwrap_or("nothing")
             ),
         ),
@@ -132,7 +157,15 @@ fn info(args: &ModelArgs) -> Result<()> {
                 human(ck.model.num_active_params())
             ),
         ),
-        ("chat template", if ck.codec.has_chat_template() { "yes" } else { "no" }.into()),
+        (
+            "chat template",
+            if ck.codec.has_chat_template() {
+                "yes"
+            } else {
+                "no"
+            }
+            .into(),
+        ),
     ];
     for (k, v) in rows {
         println!("{k:<15} {v}");

@@ -112,12 +112,40 @@ fn bad_config_fields_are_named() {
     names(&s.open_err().1, &["num_experts_per_tok", "99"]);
     let s = Scratch::of("qwen3_moe", "rope");
     s.edit_config(|v| {
-        v["rope_parameters"] = serde_json::json!({"rope_type": "yarn", "factor": 4.0})
+        v["rope_parameters"] = serde_json::json!({"rope_type": "longrope", "factor": 4.0})
     });
-    names(&s.open_err().1, &["rope_parameters", "yarn"]);
+    names(&s.open_err().1, &["rope_parameters", "longrope"]);
     let s = Scratch::of("qwen3_moe", "json");
     std::fs::write(s.path("config.json"), "{ \"model_type\": ").unwrap();
     names(&s.open_err().1, &["config.json", "invalid JSON"]);
+}
+
+#[test]
+fn unsupported_routing_options_are_named() {
+    let s = Scratch::of("deepseek_v2", "topk_method");
+    s.edit_config(|v| v["topk_method"] = "noaux_tc".into());
+    names(
+        &s.open_err().1,
+        &[
+            "config.json",
+            "topk_method",
+            "noaux_tc",
+            "group_limited_greedy",
+        ],
+    );
+    let s = Scratch::of("deepseek_v3", "scoring");
+    s.edit_config(|v| v["scoring_func"] = "softmax".into());
+    names(&s.open_err().1, &["scoring_func", "sigmoid"]);
+    let s = Scratch::of("deepseek_v3", "groups");
+    s.edit_config(|v| v["n_group"] = 3.into());
+    names(&s.open_err().1, &["n_group", "16 routed experts"]);
+    let s = Scratch::of("deepseek_v3", "topk_group");
+    // The best single group holds four experts, too few for five per token.
+    s.edit_config(|v| {
+        v["topk_group"] = 1.into();
+        v["num_experts_per_tok"] = 5.into();
+    });
+    names(&s.open_err().1, &["topk_group", "num_experts_per_tok (5)"]);
 }
 
 #[test]

@@ -6,7 +6,8 @@ use std::path::{Path, PathBuf};
 use serde_json::Value;
 
 use crate::error::{EngineError, Result};
-use crate::routing::RoutingRule;
+use crate::rope::{yarn_mscale, RopeScaling, RopeSpec};
+use crate::routing::{GroupLimit, GroupScore, RoutingRule, Scoring};
 
 /// More decoder layers than any released model has; a larger value is a corrupt config.
 const MAX_LAYERS: usize = 4096;
@@ -22,11 +23,23 @@ pub enum Architecture {
     Qwen2Moe,
     /// `qwen3_moe`: per-head q/k RMSNorm, optional dense layers.
     Qwen3Moe,
+    /// `deepseek_v2`: multi-head latent attention, softmax router (optionally group-limited),
+    /// shared experts, first layers dense.
+    DeepseekV2,
+    /// `deepseek_v3`: as V2 with a sigmoid router, a selection-only bias and group-limited top-k.
+    DeepseekV3,
 }
 
 impl Architecture {
     /// Every supported `model_type` string.
-    pub const SUPPORTED: [&'static str; 4] = ["mixtral", "olmoe", "qwen2_moe", "qwen3_moe"];
+    pub const SUPPORTED: [&'static str; 6] = [
+        "mixtral",
+        "olmoe",
+        "qwen2_moe",
+        "qwen3_moe",
+        "deepseek_v2",
+        "deepseek_v3",
+    ];
 
     /// Parses a `model_type` value.
     pub fn from_model_type(model_type: &str) -> Option<Self> {
@@ -35,6 +48,8 @@ impl Architecture {
             "olmoe" => Some(Self::Olmoe),
             "qwen2_moe" => Some(Self::Qwen2Moe),
             "qwen3_moe" => Some(Self::Qwen3Moe),
+            "deepseek_v2" => Some(Self::DeepseekV2),
+            "deepseek_v3" => Some(Self::DeepseekV3),
             _ => None,
         }
     }
@@ -46,7 +61,13 @@ impl Architecture {
             Self::Olmoe => "olmoe",
             Self::Qwen2Moe => "qwen2_moe",
             Self::Qwen3Moe => "qwen3_moe",
+            Self::DeepseekV2 => "deepseek_v2",
+            Self::DeepseekV3 => "deepseek_v3",
         }
+    }
+
+    fn is_deepseek(self) -> bool {
+        matches!(self, Self::DeepseekV2 | Self::DeepseekV3)
     }
 }
 
@@ -68,7 +89,7 @@ pub struct AttentionSpec {
     pub num_heads: usize,
     /// Number of key/value heads (grouped-query attention when fewer than `num_heads`).
     pub num_kv_heads: usize,
-    /// Width of one head.
+    /// Width of one query/key head (for MLA: the non-rotated plus the rotated part).
     pub head_dim: usize,
     /// Whether q, k and v projections carry a bias.
     pub qkv_bias: bool,
@@ -76,10 +97,27 @@ pub struct AttentionSpec {
     pub qk_norm: QkNorm,
     /// OLMoE's optional clamp of q, k and v to `[-clip, clip]`.
     pub clip_qkv: Option<f64>,
-    /// RoPE base frequency.
-    pub rope_theta: f64,
-    /// Linear RoPE scaling factor (1.0 when the config asks for none).
-    pub rope_linear_factor: f64,
+    /// Rotary embedding of the query/key (rotated part).
+    pub rope: RopeSpec,
+    /// Multiplies `q·k` before the softmax (`1/√head_dim`, times YaRN's correction for MLA).
+    pub softmax_scale: f64,
+    /// Multi-head latent attention (DeepSeek); `None` for grouped-query attention.
+    pub mla: Option<MlaSpec>,
+}
+
+/// The shapes of multi-head latent attention.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MlaSpec {
+    /// Rank of the query bottleneck, or `None` for a direct query projection.
+    pub q_lora_rank: Option<usize>,
+    /// Width of the compressed key/value latent.
+    pub kv_lora_rank: usize,
+    /// Per-head query/key width without position information.
+    pub qk_nope_head_dim: usize,
+    /// Per-head query/key width that is rotated (shared across heads for keys).
+    pub qk_rope_head_dim: usize,
+    /// Per-head value width.
+    pub v_head_dim: usize,
 }
 
 /// The shared expert that every token passes through (Qwen2-MoE).
@@ -102,6 +140,8 @@ pub struct MoeSpec {
     pub expert_intermediate_size: usize,
     /// How router logits become chosen experts and weights.
     pub routing: RoutingRule,
+    /// Whether each layer's router has a selection-only bias (`gate.e_score_correction_bias`).
+    pub selection_bias: bool,
     /// Optional shared expert.
     pub shared_expert: Option<SharedExpertSpec>,
 }
@@ -187,19 +227,50 @@ impl ModelConfig {
         }
         let num_heads = f.req_usize("num_attention_heads")?;
         let num_kv_heads = f.opt_usize("num_key_value_heads")?.unwrap_or(num_heads);
-        let head_dim = f
-            .opt_usize("head_dim")?
-            .unwrap_or(hidden_size / num_heads.max(1));
+        let mla = if architecture.is_deepseek() {
+            Some(MlaSpec {
+                q_lora_rank: f.opt_usize("q_lora_rank")?,
+                kv_lora_rank: f.req_usize("kv_lora_rank")?,
+                qk_nope_head_dim: f.req_usize("qk_nope_head_dim")?,
+                qk_rope_head_dim: f.req_usize("qk_rope_head_dim")?,
+                v_head_dim: f.req_usize("v_head_dim")?,
+            })
+        } else {
+            None
+        };
+        let head_dim = match &mla {
+            Some(m) => m.qk_nope_head_dim + m.qk_rope_head_dim,
+            None => f
+                .opt_usize("head_dim")?
+                .unwrap_or(hidden_size / num_heads.max(1)),
+        };
         if num_heads == 0 || num_kv_heads == 0 || num_heads % num_kv_heads != 0 {
             return Err(f.bad(
                 "num_key_value_heads",
                 format!("must divide num_attention_heads ({num_heads}) and be positive"),
             ));
         }
-        if head_dim == 0 || head_dim % 2 != 0 {
-            return Err(f.bad("head_dim", "must be a positive even number for RoPE".into()));
+        let rope_dim = mla.map_or(head_dim, |m| m.qk_rope_head_dim);
+        if rope_dim == 0 || rope_dim % 2 != 0 {
+            let field = if mla.is_some() {
+                "qk_rope_head_dim"
+            } else {
+                "head_dim"
+            };
+            return Err(f.bad(field, "must be a positive even number for RoPE".into()));
         }
-        let (rope_theta, rope_linear_factor) = f.rope(architecture)?;
+        let rope = f.rope(architecture, rope_dim)?;
+        let mut softmax_scale = 1.0 / (head_dim as f64).sqrt();
+        if mla.is_some() {
+            // DeepSeek folds YaRN's magnitude correction into the attention scale.
+            if let (RopeScaling::Yarn { factor, .. }, Some(m)) =
+                (rope.scaling, f.rope_param("mscale_all_dim"))
+            {
+                if m != 0.0 {
+                    softmax_scale *= yarn_mscale(factor, m).powi(2);
+                }
+            }
+        }
         let qk_norm = match architecture {
             Architecture::Olmoe => QkNorm::Full,
             Architecture::Qwen3Moe => QkNorm::PerHead,
@@ -207,10 +278,8 @@ impl ModelConfig {
         };
         let qkv_bias = match architecture {
             Architecture::Qwen2Moe => f.opt_bool("qkv_bias")?.unwrap_or(true),
-            Architecture::Olmoe | Architecture::Qwen3Moe => {
-                f.opt_bool("attention_bias")?.unwrap_or(false)
-            }
             Architecture::Mixtral => false,
+            _ => f.opt_bool("attention_bias")?.unwrap_or(false),
         };
         let clip_qkv = match architecture {
             Architecture::Olmoe => f.opt_f64("clip_qkv")?,
@@ -223,8 +292,9 @@ impl ModelConfig {
             qkv_bias,
             qk_norm,
             clip_qkv,
-            rope_theta,
-            rope_linear_factor,
+            rope,
+            softmax_scale,
+            mla,
         };
 
         let (experts_key, intermediate_key) = match architecture {
@@ -232,6 +302,9 @@ impl ModelConfig {
             Architecture::Olmoe => ("num_experts", "intermediate_size"),
             Architecture::Qwen2Moe | Architecture::Qwen3Moe => {
                 ("num_experts", "moe_intermediate_size")
+            }
+            Architecture::DeepseekV2 | Architecture::DeepseekV3 => {
+                ("n_routed_experts", "moe_intermediate_size")
             }
         };
         // transformers 5 writes Qwen3-MoE's expert count as `num_local_experts`.
@@ -252,6 +325,7 @@ impl ModelConfig {
             Architecture::Mixtral => true,
             _ => f.opt_bool("norm_topk_prob")?.unwrap_or(false),
         };
+        let expert_intermediate_size = f.req_usize(intermediate_key)?;
         let shared_expert = match architecture {
             Architecture::Qwen2Moe => match f.opt_usize("shared_expert_intermediate_size")? {
                 Some(n) if n > 0 => Some(SharedExpertSpec {
@@ -260,13 +334,29 @@ impl ModelConfig {
                 }),
                 _ => None,
             },
+            Architecture::DeepseekV2 | Architecture::DeepseekV3 => {
+                match f.opt_usize("n_shared_experts")? {
+                    Some(n) if n > 0 => Some(SharedExpertSpec {
+                        intermediate_size: n * expert_intermediate_size,
+                        sigmoid_gate: false,
+                    }),
+                    _ => None,
+                }
+            }
             _ => None,
+        };
+        let routing = match architecture {
+            Architecture::DeepseekV2 | Architecture::DeepseekV3 => {
+                f.deepseek_routing(architecture, num_experts, top_k, norm_topk_prob)?
+            }
+            _ => RoutingRule::softmax(norm_topk_prob),
         };
         let moe = MoeSpec {
             num_experts,
             top_k,
-            expert_intermediate_size: f.req_usize(intermediate_key)?,
-            routing: RoutingRule::Softmax { norm_topk_prob },
+            expert_intermediate_size,
+            routing,
+            selection_bias: architecture == Architecture::DeepseekV3,
             shared_expert,
         };
         let layers = f.layer_specs(architecture, num_layers)?;
@@ -403,52 +493,173 @@ impl Fields<'_> {
         }
     }
 
-    /// RoPE base and linear factor, from the top-level fields (transformers 4) or
-    /// `rope_parameters` (transformers 5).
-    fn rope(&self, arch: Architecture) -> Result<(f64, f64)> {
+    /// The RoPE parameters object: `rope_parameters` (transformers 5) or `rope_scaling`.
+    fn rope_params(&self) -> Option<(&'static str, &Value)> {
+        match self.get("rope_parameters") {
+            Some(p) => Some(("rope_parameters", p)),
+            None => self.get("rope_scaling").map(|p| ("rope_scaling", p)),
+        }
+    }
+
+    /// A numeric field of the RoPE parameters object, if present.
+    fn rope_param(&self, key: &str) -> Option<f64> {
+        self.rope_params()?.1.get(key).and_then(Value::as_f64)
+    }
+
+    /// RoPE settings for `dim` rotated dimensions, from the top-level fields (transformers 4)
+    /// or `rope_parameters` (transformers 5).
+    fn rope(&self, arch: Architecture, dim: usize) -> Result<RopeSpec> {
         let default_theta = match arch {
             Architecture::Mixtral => 1e6,
             _ => 10000.0,
         };
-        let params = self
-            .get("rope_parameters")
-            .or_else(|| self.get("rope_scaling"));
-        let nested_theta = params
-            .and_then(|p| p.get("rope_theta"))
-            .and_then(Value::as_f64);
-        let theta = match nested_theta {
+        let theta = match self.rope_param("rope_theta") {
             Some(t) => t,
             None => self.opt_f64("rope_theta")?.unwrap_or(default_theta),
         };
-        let Some(params) = params else {
-            return Ok((theta, 1.0));
+        let interleaved = match arch {
+            Architecture::DeepseekV2 => true,
+            Architecture::DeepseekV3 => self.opt_bool("rope_interleave")?.unwrap_or(true),
+            _ => false,
         };
-        let field = if self.get("rope_parameters").is_some() {
-            "rope_parameters"
-        } else {
-            "rope_scaling"
+        let spec = |scaling| RopeSpec {
+            dim,
+            theta,
+            scaling,
+            interleaved,
+        };
+        let Some((field, params)) = self.rope_params() else {
+            return Ok(spec(RopeScaling::None));
         };
         let rope_type = params
             .get("rope_type")
             .or_else(|| params.get("type"))
             .and_then(Value::as_str)
             .unwrap_or("default");
+        let num = |key: &str| params.get(key).and_then(Value::as_f64);
+        let factor = || {
+            num("factor").filter(|f| *f > 0.0).ok_or_else(|| {
+                self.bad(
+                    field,
+                    format!("{rope_type} RoPE scaling needs a positive numeric `factor`"),
+                )
+            })
+        };
         match rope_type {
-            "default" => Ok((theta, 1.0)),
-            "linear" => {
-                let factor = params
-                    .get("factor")
-                    .and_then(Value::as_f64)
-                    .ok_or_else(|| {
-                        self.bad(field, "linear RoPE scaling needs a numeric `factor`".into())
-                    })?;
-                Ok((theta, factor))
+            "default" => Ok(spec(RopeScaling::None)),
+            "linear" => Ok(spec(RopeScaling::Linear { factor: factor()? })),
+            "yarn" => {
+                let factor = factor()?;
+                let original = match num("original_max_position_embeddings") {
+                    Some(o) => o,
+                    None => self.req_usize("max_position_embeddings")? as f64,
+                };
+                let attention_factor = match (
+                    num("attention_factor"),
+                    num("mscale"),
+                    num("mscale_all_dim"),
+                ) {
+                    (Some(a), _, _) => a,
+                    (None, Some(m), Some(all)) if m != 0.0 && all != 0.0 => {
+                        yarn_mscale(factor, m) / yarn_mscale(factor, all)
+                    }
+                    _ => yarn_mscale(factor, 1.0),
+                };
+                Ok(spec(RopeScaling::Yarn {
+                    factor,
+                    original_max_position_embeddings: original,
+                    beta_fast: num("beta_fast").filter(|b| *b != 0.0).unwrap_or(32.0),
+                    beta_slow: num("beta_slow").filter(|b| *b != 0.0).unwrap_or(1.0),
+                    attention_factor,
+                    truncate: params
+                        .get("truncate")
+                        .and_then(Value::as_bool)
+                        .unwrap_or(true),
+                }))
             }
             other => Err(self.bad(
                 field,
-                format!("rope_type \"{other}\" is not supported yet (supported: default, linear)"),
+                format!(
+                    "rope_type \"{other}\" is not supported yet (supported: default, linear, yarn)"
+                ),
             )),
         }
+    }
+
+    /// DeepSeek's routing: softmax (V2) or sigmoid (V3) scores, group-limited choice,
+    /// `routed_scaling_factor`.
+    fn deepseek_routing(
+        &self,
+        arch: Architecture,
+        experts: usize,
+        top_k: usize,
+        norm_topk_prob: bool,
+    ) -> Result<RoutingRule> {
+        let scaling = self.opt_f64("routed_scaling_factor")?.unwrap_or(1.0) as f32;
+        let (scoring, expected) = match arch {
+            Architecture::DeepseekV3 => (Scoring::Sigmoid, "sigmoid"),
+            _ => (Scoring::Softmax, "softmax"),
+        };
+        if let Some(v) = self.get("scoring_func") {
+            if v.as_str() != Some(expected) {
+                return Err(self.bad(
+                    "scoring_func",
+                    format!(
+                        "{v} is not supported for {}; it uses {expected}",
+                        arch.model_type()
+                    ),
+                ));
+            }
+        }
+        let grouped = match arch {
+            Architecture::DeepseekV2 => match self.get("topk_method").and_then(Value::as_str) {
+                None | Some("greedy") => None,
+                Some("group_limited_greedy") => Some(GroupScore::Max),
+                Some(other) => {
+                    return Err(self.bad(
+                        "topk_method",
+                        format!("\"{other}\" is not supported; use greedy or group_limited_greedy"),
+                    ))
+                }
+            },
+            _ => Some(GroupScore::SumTop2),
+        };
+        let group_limit = match grouped {
+            None => None,
+            Some(score) => {
+                let groups = self.opt_usize("n_group")?.unwrap_or(1);
+                let top_groups = self.opt_usize("topk_group")?.unwrap_or(groups);
+                if groups == 0 || !experts.is_multiple_of(groups) {
+                    return Err(self.bad(
+                        "n_group",
+                        format!("must divide the {experts} routed experts"),
+                    ));
+                }
+                if top_groups == 0 || top_groups > groups || top_groups * (experts / groups) < top_k
+                {
+                    return Err(self.bad(
+                        "topk_group",
+                        format!(
+                            "must be between 1 and n_group ({groups}) and keep at least num_experts_per_tok ({top_k}) experts"
+                        ),
+                    ));
+                }
+                if score == GroupScore::SumTop2 && experts / groups < 2 {
+                    return Err(self.bad("n_group", "groups need at least two experts each".into()));
+                }
+                Some(GroupLimit {
+                    groups,
+                    top_groups,
+                    score,
+                })
+            }
+        };
+        Ok(RoutingRule {
+            scoring,
+            norm_topk_prob,
+            scaling,
+            group_limit,
+        })
     }
 
     /// Which layers are dense and which use sliding-window attention.
@@ -469,6 +680,17 @@ impl Fields<'_> {
                         })?,
                 };
                 (step, only, self.opt_usize("intermediate_size")?)
+            }
+            Architecture::DeepseekV2 | Architecture::DeepseekV3 => {
+                let first_dense = self.opt_usize("first_k_dense_replace")?.unwrap_or(0);
+                let freq = self.opt_usize("moe_layer_freq")?.unwrap_or(1);
+                if freq == 0 {
+                    return Err(self.bad("moe_layer_freq", "must be at least 1".into()));
+                }
+                let dense: Vec<usize> = (0..num_layers)
+                    .filter(|l| *l < first_dense || l % freq != 0)
+                    .collect();
+                (1, dense, self.opt_usize("intermediate_size")?)
             }
             _ => (1, Vec::new(), None),
         };

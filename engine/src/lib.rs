@@ -1,5 +1,5 @@
 //! moescope's inference engine: loads Hugging Face MoE checkpoints (Mixtral, OLMoE, Qwen2-MoE,
-//! Qwen3-MoE), runs them with named routing hook points, and routes every token through one
+//! Qwen3-MoE, DeepSeek-V2/V3), runs them with named routing hook points, and routes every token through one
 //! [`routing::RoutingPolicy`] step where interventions such as expert masks apply.
 
 pub mod attention;
@@ -9,9 +9,11 @@ pub mod error;
 pub mod generate;
 pub mod hooks;
 pub mod layers;
+pub mod mla;
 pub mod model;
 pub mod moe;
 pub mod ops;
+pub mod rope;
 pub mod routing;
 pub mod tokenizer;
 pub mod weights;

@@ -3,13 +3,15 @@
 
 use candle_core::{Device, Tensor};
 
-use crate::attention::{Attention, LayerKv, Rope};
+use crate::attention::{Attention, LayerKv};
 use crate::config::{Architecture, FfnKind, ModelConfig};
 use crate::error::{EngineError, Result};
 use crate::hooks::Recorder;
 use crate::layers::{Linear, RmsNorm, SwiGlu};
+use crate::mla::MlaAttention;
 use crate::moe::{MoeBlock, MoeCall, MoeNames};
 use crate::ops::MASKED;
+use crate::rope::Rope;
 use crate::routing::RoutingPolicy;
 use crate::weights::Weights;
 
@@ -18,9 +20,15 @@ enum Ffn {
     Moe(MoeBlock),
 }
 
+/// The attention variant of a layer.
+enum AttentionLayer {
+    Gqa(Attention),
+    Mla(MlaAttention),
+}
+
 struct DecoderLayer {
     input_norm: RmsNorm,
-    attention: Attention,
+    attention: AttentionLayer,
     post_norm: RmsNorm,
     ffn: Ffn,
     sliding_window: Option<usize>,
@@ -92,10 +100,17 @@ impl MoeModel {
             Architecture::Mixtral => MoeNames {
                 block: "block_sparse_moe",
                 expert_proj: ["w1", "w3", "w2"],
+                shared: "shared_expert",
+            },
+            Architecture::DeepseekV2 | Architecture::DeepseekV3 => MoeNames {
+                block: "mlp",
+                expert_proj: ["gate_proj", "up_proj", "down_proj"],
+                shared: "shared_experts",
             },
             _ => MoeNames {
                 block: "mlp",
                 expert_proj: ["gate_proj", "up_proj", "down_proj"],
+                shared: "shared_expert",
             },
         };
         let embed = w.get("model.embed_tokens.weight", &[config.vocab_size, h])?;
@@ -119,13 +134,14 @@ impl MoeModel {
             };
             layers.push(DecoderLayer {
                 input_norm: RmsNorm::load(w, &format!("{prefix}.input_layernorm"), h, eps)?,
-                attention: Attention::load(
-                    w,
-                    &format!("{prefix}.self_attn"),
-                    &config.attention,
-                    h,
-                    eps,
-                )?,
+                attention: {
+                    let name = format!("{prefix}.self_attn");
+                    let a = &config.attention;
+                    match &a.mla {
+                        Some(m) => AttentionLayer::Mla(MlaAttention::load(w, &name, a, m, h, eps)?),
+                        None => AttentionLayer::Gqa(Attention::load(w, &name, a, h, eps)?),
+                    }
+                },
                 post_norm: RmsNorm::load(w, &format!("{prefix}.post_attention_layernorm"), h, eps)?,
                 ffn,
                 sliding_window: spec.sliding_window,
@@ -218,7 +234,7 @@ impl MoeModel {
         for (b, v) in valid.iter().enumerate() {
             cache.valid[b].extend_from_slice(v);
         }
-        let rope = Rope::new(&self.config.attention, &positions, &self.device)?;
+        let rope = Rope::new(&self.config.attention.rope, &positions, &self.device)?;
         let mut masks: Vec<(Option<usize>, Tensor)> = Vec::new();
         let flat: Vec<u32> = tokens.iter().flatten().copied().collect();
         let ids = Tensor::new(flat.as_slice(), &self.device)?;
@@ -243,7 +259,11 @@ impl MoeModel {
                 }
             };
             let h = layer.input_norm.forward(&x)?;
-            x = (x + layer.attention.forward(&h, batch, &rope, &mask, kv)?)?;
+            let a = match &layer.attention {
+                AttentionLayer::Gqa(att) => att.forward(&h, batch, &rope, &mask, kv)?,
+                AttentionLayer::Mla(att) => att.forward(&h, batch, &rope, &mask, kv)?,
+            };
+            x = (x + a)?;
             let h = layer.post_norm.forward(&x)?;
             let f = match &layer.ffn {
                 Ffn::Dense(mlp) => mlp.forward(&h)?,

@@ -17,6 +17,8 @@ pub struct MoeNames {
     pub block: &'static str,
     /// Per-expert projection names: gate, up, down.
     pub expert_proj: [&'static str; 3],
+    /// Sub-module holding the shared expert(s) (`shared_expert` or `shared_experts`).
+    pub shared: &'static str,
 }
 
 /// A shared expert and its optional sigmoid gate.
@@ -39,6 +41,7 @@ pub struct MoeCall<'a> {
 pub struct MoeBlock {
     layer: usize,
     router: Linear,
+    selection_bias: Option<Vec<f32>>,
     experts: Vec<SwiGlu>,
     shared: Option<SharedExpert>,
     spec: MoeSpec,
@@ -60,6 +63,12 @@ impl MoeBlock {
         let block = format!("{prefix}.{}", names.block);
         let (e, inter) = (spec.num_experts, spec.expert_intermediate_size);
         let router = Linear::load(w, &format!("{block}.gate"), hidden, e, false)?;
+        let selection_bias = if spec.selection_bias {
+            let name = format!("{block}.gate.e_score_correction_bias");
+            Some(w.get(&name, &[e])?.to_vec1()?)
+        } else {
+            None
+        };
         let fused = format!("{block}.experts.gate_up_proj");
         let experts = if w.contains(&fused) {
             let gate_up = w.get(&fused, &[e, 2 * inter, hidden])?;
@@ -85,7 +94,7 @@ impl MoeBlock {
             Some(s) => Some(SharedExpert {
                 mlp: SwiGlu::load(
                     w,
-                    &format!("{block}.shared_expert"),
+                    &format!("{block}.{}", names.shared),
                     ["gate_proj", "up_proj", "down_proj"],
                     hidden,
                     s.intermediate_size,
@@ -106,6 +115,7 @@ impl MoeBlock {
         Ok(Self {
             layer,
             router,
+            selection_bias,
             experts,
             shared,
             spec: spec.clone(),
@@ -130,14 +140,14 @@ impl MoeBlock {
             });
             if layer_policy.is_some() {
                 self.capture(rec, MoeHook::UnsteeredTopkIds, [tokens, k], || {
-                    CaptureData::U32(self.spec.routing.route(&logits, e, k).ids)
+                    CaptureData::U32(self.route(&logits).ids)
                 });
             }
         }
         if let Some(p) = layer_policy {
             p.apply(&mut logits, e);
         }
-        let routing = self.spec.routing.route(&logits, e, k);
+        let routing = self.route(&logits);
         let want_maxabs = call
             .recorder
             .as_deref()
@@ -210,6 +220,13 @@ impl MoeBlock {
             out = (out + s)?;
         }
         Ok(out)
+    }
+
+    fn route(&self, logits: &[f32]) -> crate::routing::Routing {
+        let (e, k) = (self.spec.num_experts, self.spec.top_k);
+        self.spec
+            .routing
+            .route(logits, e, k, self.selection_bias.as_deref())
     }
 
     fn capture(

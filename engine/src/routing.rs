@@ -6,15 +6,49 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use crate::error::{EngineError, Result};
 
-/// How an architecture turns router logits into the chosen experts and their weights.
+/// How router logits become per-expert scores.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scoring {
+    /// `softmax(logits)` (Mixtral, OLMoE, Qwen, DeepSeek-V2).
+    Softmax,
+    /// `sigmoid(logits)` per expert (DeepSeek-V3).
+    Sigmoid,
+}
+
+/// How a group of experts is scored for group-limited routing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GroupScore {
+    /// The best expert score in the group (DeepSeek-V2).
+    Max,
+    /// The sum of the two best expert scores in the group (DeepSeek-V3).
+    SumTop2,
+}
+
+/// Group-limited routing: experts are split into `groups` equal groups and only the
+/// `top_groups` best groups may supply the chosen experts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GroupLimit {
+    /// Number of expert groups (`n_group`).
+    pub groups: usize,
+    /// Groups kept per token (`topk_group`).
+    pub top_groups: usize,
+    /// How a group is scored.
+    pub score: GroupScore,
+}
+
+/// How an architecture turns router logits into the chosen experts and their weights:
+/// score the experts, add the per-expert selection bias (choice only, never weights), keep
+/// the best groups, take the top k, renormalise if asked, scale.
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub enum RoutingRule {
-    /// Scores are `softmax(logits)`; the top-k scores are the weights, renormalised to sum to
-    /// one when `norm_topk_prob` (Mixtral always; OLMoE and Qwen by config).
-    Softmax {
-        /// Renormalise the chosen weights over the top k.
-        norm_topk_prob: bool,
-    },
+pub struct RoutingRule {
+    /// Softmax or sigmoid scores.
+    pub scoring: Scoring,
+    /// Renormalise the chosen weights to sum to one.
+    pub norm_topk_prob: bool,
+    /// Multiplies the final weights (`routed_scaling_factor`; 1 elsewhere).
+    pub scaling: f32,
+    /// Group-limited routing, if the architecture uses it.
+    pub group_limit: Option<GroupLimit>,
 }
 
 /// The experts chosen for a batch of tokens at one layer, `top_k` per token, best first.
@@ -35,37 +69,126 @@ impl Routing {
     }
 }
 
+impl std::fmt::Display for RoutingRule {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let scoring = match self.scoring {
+            Scoring::Softmax => "softmax",
+            Scoring::Sigmoid => "sigmoid",
+        };
+        write!(
+            f,
+            "{scoring} scores, norm_topk_prob={}",
+            self.norm_topk_prob
+        )?;
+        if self.scaling != 1.0 {
+            write!(f, ", weights × {}", self.scaling)?;
+        }
+        if let Some(g) = &self.group_limit {
+            let score = match g.score {
+                GroupScore::Max => "best expert",
+                GroupScore::SumTop2 => "sum of best two",
+            };
+            write!(
+                f,
+                ", best {} of {} groups by {score}",
+                g.top_groups, g.groups
+            )?;
+        }
+        Ok(())
+    }
+}
+
 impl RoutingRule {
+    /// Softmax scores, top-k, optional renormalisation: the rule of Mixtral, OLMoE and Qwen.
+    pub fn softmax(norm_topk_prob: bool) -> Self {
+        Self {
+            scoring: Scoring::Softmax,
+            norm_topk_prob,
+            scaling: 1.0,
+            group_limit: None,
+        }
+    }
+
     /// Chooses `top_k` experts per row of `logits` (row-major `[tokens, num_experts]`).
-    /// Ties go to the lower expert id; NaN never wins.
-    pub fn route(&self, logits: &[f32], num_experts: usize, top_k: usize) -> Routing {
+    /// `selection_bias` is added to the scores for choosing only. An expert whose logit is −∞
+    /// (masked) is never chosen and does not count towards its group's score. Ties go to the
+    /// lower expert id.
+    pub fn route(
+        &self,
+        logits: &[f32],
+        num_experts: usize,
+        top_k: usize,
+        selection_bias: Option<&[f32]>,
+    ) -> Routing {
         let tokens = logits.len() / num_experts;
         let mut ids = Vec::with_capacity(tokens * top_k);
         let mut weights = Vec::with_capacity(tokens * top_k);
         let mut scores = vec![0f32; num_experts];
+        let mut choice = vec![0f32; num_experts];
         let mut order: Vec<usize> = Vec::with_capacity(num_experts);
         for row in logits.chunks_exact(num_experts) {
-            match self {
-                RoutingRule::Softmax { norm_topk_prob } => {
-                    softmax_into(row, &mut scores);
-                    top_k_indices(&scores, top_k, &mut order);
-                    let chosen: Vec<f32> = order.iter().map(|&e| scores[e]).collect();
-                    let denom = if *norm_topk_prob {
-                        chosen.iter().sum::<f32>()
-                    } else {
-                        1.0
-                    };
-                    for (&e, &w) in order.iter().zip(&chosen) {
-                        ids.push(e as u32);
-                        weights.push(w / denom);
+            match self.scoring {
+                Scoring::Softmax => softmax_into(row, &mut scores),
+                Scoring::Sigmoid => {
+                    for (s, &x) in scores.iter_mut().zip(row) {
+                        *s = 1.0 / (1.0 + (-x).exp());
                     }
                 }
+            }
+            for (e, c) in choice.iter_mut().enumerate() {
+                *c = if row[e] == f32::NEG_INFINITY {
+                    f32::NEG_INFINITY
+                } else {
+                    scores[e] + selection_bias.map_or(0.0, |b| b[e])
+                };
+            }
+            if let Some(g) = &self.group_limit {
+                keep_best_groups(&mut choice, g, &mut order);
+            }
+            top_k_indices(&choice, top_k, &mut order);
+            let chosen: Vec<f32> = order.iter().map(|&e| scores[e]).collect();
+            let denom = if self.norm_topk_prob {
+                chosen.iter().sum::<f32>() + 1e-20
+            } else {
+                1.0
+            };
+            for (&e, &w) in order.iter().zip(&chosen) {
+                ids.push(e as u32);
+                weights.push(w / denom * self.scaling);
             }
         }
         Routing {
             top_k,
             ids,
             weights,
+        }
+    }
+}
+
+/// Sets the choice scores of every expert outside the best `top_groups` groups to −∞.
+fn keep_best_groups(choice: &mut [f32], g: &GroupLimit, order: &mut Vec<usize>) {
+    let size = choice.len() / g.groups;
+    let group_scores: Vec<f32> = choice
+        .chunks_exact(size)
+        .map(|group| match g.score {
+            GroupScore::Max => group.iter().copied().fold(f32::NEG_INFINITY, f32::max),
+            GroupScore::SumTop2 => {
+                let mut best = [f32::NEG_INFINITY; 2];
+                for &c in group {
+                    if c > best[0] {
+                        best = [c, best[0]];
+                    } else if c > best[1] {
+                        best[1] = c;
+                    }
+                }
+                best[0] + best[1]
+            }
+        })
+        .collect();
+    top_k_indices(&group_scores, g.top_groups, order);
+    for (gi, group) in choice.chunks_exact_mut(size).enumerate() {
+        if !order.contains(&gi) {
+            group.fill(f32::NEG_INFINITY);
         }
     }
 }
@@ -179,17 +302,11 @@ mod tests {
     fn softmax_top2_renormalised_by_hand() {
         // logits ln(1), ln(2), ln(3), ln(4): probabilities 0.1, 0.2, 0.3, 0.4.
         let logits: Vec<f32> = [1f32, 2., 3., 4.].iter().map(|x| x.ln()).collect();
-        let r = RoutingRule::Softmax {
-            norm_topk_prob: true,
-        }
-        .route(&logits, 4, 2);
+        let r = RoutingRule::softmax(true).route(&logits, 4, 2, None);
         assert_eq!(r.ids, vec![3, 2]);
         assert!((r.weights[0] - 4. / 7.).abs() < 1e-6);
         assert!((r.weights[1] - 3. / 7.).abs() < 1e-6);
-        let r = RoutingRule::Softmax {
-            norm_topk_prob: false,
-        }
-        .route(&logits, 4, 2);
+        let r = RoutingRule::softmax(false).route(&logits, 4, 2, None);
         assert!((r.weights[0] - 0.4).abs() < 1e-6);
         assert!((r.weights[1] - 0.3).abs() < 1e-6);
     }
@@ -200,14 +317,55 @@ mod tests {
         let mut policy = RoutingPolicy::new();
         policy.mask(0, 3);
         policy.layer(0).unwrap().apply(&mut logits, 4);
-        let r = RoutingRule::Softmax {
-            norm_topk_prob: false,
-        }
-        .route(&logits, 4, 2);
+        let r = RoutingRule::softmax(false).route(&logits, 4, 2, None);
         assert_eq!(r.ids, vec![2, 1]);
         // Probabilities renormalise over the three remaining experts: 3/6 and 2/6.
         assert!((r.weights[0] - 0.5).abs() < 1e-6);
         assert!((r.weights[1] - 1. / 3.).abs() < 1e-6);
+    }
+
+    #[test]
+    fn sigmoid_bias_chooses_but_never_weights() {
+        // Logits 0 for all four experts: every sigmoid score is 0.5. The bias makes expert 2
+        // and 0 the choice; weights stay the unbiased scores, renormalised and scaled.
+        let rule = RoutingRule {
+            scoring: Scoring::Sigmoid,
+            norm_topk_prob: true,
+            scaling: 2.5,
+            group_limit: None,
+        };
+        let r = rule.route(&[0.0; 4], 4, 2, Some(&[0.2, 0.0, 0.3, -0.1]));
+        assert_eq!(r.ids, vec![2, 0]);
+        assert!((r.weights[0] - 1.25).abs() < 1e-6 && (r.weights[1] - 1.25).abs() < 1e-6);
+    }
+
+    #[test]
+    fn group_limit_keeps_the_best_groups_by_hand() {
+        // Eight experts in four groups of two; scores (sigmoid of the logits) by hand.
+        let scores = [0.9f32, 0.1, 0.5, 0.5, 0.8, 0.05, 0.3, 0.2];
+        let logits: Vec<f32> = scores.iter().map(|s| (s / (1.0 - s)).ln()).collect();
+        let rule = |score| RoutingRule {
+            scoring: Scoring::Sigmoid,
+            norm_topk_prob: false,
+            scaling: 1.0,
+            group_limit: Some(GroupLimit {
+                groups: 4,
+                top_groups: 2,
+                score,
+            }),
+        };
+        // Sum of top two: groups score 1.0, 1.0, 0.85, 0.5 → groups 0 and 1 → experts 0, 2.
+        let r = rule(GroupScore::SumTop2).route(&logits, 8, 2, None);
+        assert_eq!(r.ids, vec![0, 2]);
+        // Max: groups score 0.9, 0.5, 0.8, 0.3 → groups 0 and 2 → experts 0, 4.
+        let r = rule(GroupScore::Max).route(&logits, 8, 2, None);
+        assert_eq!(r.ids, vec![0, 4]);
+        // Masking expert 0 rescores its group without it: 0.1 + (−∞) for sum-top-2, so groups
+        // 1 and 2 win → experts 4 then 2 (0.8 > 0.5).
+        let mut masked = logits.clone();
+        masked[0] = f32::NEG_INFINITY;
+        let r = rule(GroupScore::SumTop2).route(&masked, 8, 2, None);
+        assert_eq!(r.ids, vec![4, 2]);
     }
 
     #[test]

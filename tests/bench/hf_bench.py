@@ -20,7 +20,7 @@ from transformers import AutoModelForCausalLM
 
 
 def routers(model):
-    return [m for _, m in model.named_modules() if type(m).__name__.endswith("TopKRouter")]
+    return [m for _, m in model.named_modules() if type(m).__name__.lower().endswith("topkrouter")]
 
 
 def run_once(model, prompts, decode_tokens):

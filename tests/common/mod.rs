@@ -7,13 +7,16 @@ use std::path::PathBuf;
 use safetensors::tensor::{Dtype, SafeTensors};
 
 /// Every committed parity fixture.
-pub const FIXTURES: [&str; 6] = [
+pub const FIXTURES: [&str; 9] = [
     "mixtral",
     "olmoe",
     "qwen2_moe",
     "qwen3_moe",
     "qwen3_moe_bf16",
     "olmoe_f16_sharded",
+    "deepseek_v2",
+    "deepseek_v3",
+    "deepseek_v3_routing",
 ];
 
 /// Folder of a committed fixture.
