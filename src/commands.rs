@@ -116,7 +116,7 @@ fn info(args: &ModelArgs) -> Result<()> {
         (
             "attention",
             format!(
-                "{}{} heads, {} kv heads, head_dim {}, q/k norm {}, qkv bias {}",
+                "{}{} heads, {} kv heads, head_dim {}, q/k norm {}, qkv bias {}{}{}",
                 if a.mla.is_some() {
                     "multi-head latent attention, "
                 } else {
@@ -130,7 +130,9 @@ fn info(args: &ModelArgs) -> Result<()> {
                     QkNorm::PerHead => "per head",
                     QkNorm::Full => "full projection",
                 },
-                a.qkv_bias
+                a.qkv_bias,
+                if a.sinks { ", attention sinks" } else { "" },
+                sliding_summary(c),
             ),
         ),
         ("hidden size", c.hidden_size.to_string()),
@@ -171,6 +173,23 @@ fn info(args: &ModelArgs) -> Result<()> {
         println!("{k:<15} {v}");
     }
     Ok(())
+}
+
+/// `, sliding window W on layers …` when any layer uses one.
+fn sliding_summary(c: &moescope_engine::ModelConfig) -> String {
+    let windowed: Vec<(usize, usize)> = c
+        .layers
+        .iter()
+        .enumerate()
+        .filter_map(|(l, spec)| spec.sliding_window.map(|w| (l, w)))
+        .collect();
+    match windowed.first() {
+        None => String::new(),
+        Some(&(_, w)) => {
+            let layers: Vec<usize> = windowed.iter().map(|&(l, _)| l).collect();
+            format!(", sliding window {w} on layers {}", list(&layers))
+        }
+    }
 }
 
 fn list(v: &[usize]) -> String {

@@ -197,6 +197,19 @@ fn unsupported_dtype_is_named() {
 }
 
 #[test]
+fn mxfp4_scales_of_the_wrong_dtype_are_named() {
+    let s = Scratch::of("gpt_oss_mxfp4", "mxfp4");
+    let name = "model.layers.0.mlp.experts.down_proj_scales";
+    // Relabel U8 scales as I8 (same width, so the header stays valid).
+    edit_header(&s.path("model.safetensors"), |h| {
+        h[name]["dtype"] = "I8".into()
+    });
+    let (e, msg) = s.open_err();
+    assert!(matches!(e, EngineError::WrongDtype { .. }), "{msg}");
+    names(&msg, &[name, "MXFP4", "U8"]);
+}
+
+#[test]
 fn corrupt_and_truncated_safetensors_are_reported() {
     let s = Scratch::of("mixtral", "corrupt");
     let p = s.path("model.safetensors");

@@ -34,6 +34,40 @@ fn info_reports_architecture_experts_and_parameters() {
 }
 
 #[test]
+fn info_reports_mla_sinks_windows_and_mxfp4_parameters() {
+    let dir = fixture("gpt_oss_mxfp4");
+    let (ok, out, err) = moescope(&["info", "--model", dir.to_str().unwrap()]);
+    assert!(ok, "{err}");
+    assert!(
+        out.contains("attention sinks, sliding window 4 on layers 0"),
+        "{out}"
+    );
+    // Each MXFP4 block byte is two weights; scales are not parameters. By hand: per layer
+    // attention 4·16·64 + 64 (q) + 2·(2·16·64 + 32) (k, v) + 64·64 + 64 (o) + 4 (sinks),
+    // router 8·64 + 8, experts 8·(64·64 + 64 + 32·64 + 64), norms 2·64; embed and head
+    // 2·320·64; final norm 64.
+    let per_layer = (4 * 16 * 64 + 64)
+        + 2 * (2 * 16 * 64 + 32)
+        + (64 * 64 + 64)
+        + 4
+        + (8 * 64 + 8)
+        + 8 * (64 * 64 + 64 + 32 * 64 + 64)
+        + 2 * 64;
+    let total = 2 * per_layer + 2 * 320 * 64 + 64;
+    assert!(
+        out.contains(&format!("{:.1}K total", total as f64 / 1e3)),
+        "{out}\nexpected {total}"
+    );
+    let dir = fixture("deepseek_v3");
+    let (_, out, _) = moescope(&["info", "--model", dir.to_str().unwrap()]);
+    assert!(out.contains("multi-head latent attention"), "{out}");
+    assert!(
+        out.contains("best 2 of 4 groups by sum of best two, selection bias"),
+        "{out}"
+    );
+}
+
+#[test]
 fn generate_runs_on_the_default_model_and_is_reproducible() {
     let args = [
         "generate",

@@ -255,6 +255,16 @@ fn deepseek_v3_shaped_routing_matches_transformers() {
 }
 
 #[test]
+fn gpt_oss_matches_transformers() {
+    check_fixture("gpt_oss");
+}
+
+#[test]
+fn gpt_oss_mxfp4_experts_match_transformers() {
+    check_fixture("gpt_oss_mxfp4");
+}
+
+#[test]
 fn masked_expert_is_never_chosen() {
     for name in FIXTURES {
         let ck = open(name);

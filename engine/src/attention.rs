@@ -42,6 +42,7 @@ pub struct Attention {
     o: Linear,
     q_norm: Option<RmsNorm>,
     k_norm: Option<RmsNorm>,
+    sinks: Option<Vec<f32>>,
     spec: AttentionSpec,
 }
 
@@ -82,7 +83,15 @@ impl Attention {
             q: Linear::load(w, &format!("{prefix}.q_proj"), hidden, q_dim, bias)?,
             k: Linear::load(w, &format!("{prefix}.k_proj"), hidden, kv_dim, bias)?,
             v: Linear::load(w, &format!("{prefix}.v_proj"), hidden, kv_dim, bias)?,
-            o: Linear::load(w, &format!("{prefix}.o_proj"), q_dim, hidden, false)?,
+            o: Linear::load(w, &format!("{prefix}.o_proj"), q_dim, hidden, spec.o_bias)?,
+            sinks: if spec.sinks {
+                Some(
+                    w.get(&format!("{prefix}.sinks"), &[spec.num_heads])?
+                        .to_vec1()?,
+                )
+            } else {
+                None
+            },
             q_norm,
             k_norm,
             spec: spec.clone(),
@@ -125,7 +134,7 @@ impl Attention {
         let k = rope.apply(&k.transpose(1, 2)?)?;
         let v = v.transpose(1, 2)?.contiguous()?;
         let (k, v) = cache.append(k, v)?;
-        let out = attend_causal(&q, &k, &v, mask, nkv)?
+        let out = attend_causal(&q, &k, &v, mask, nkv, self.sinks.as_deref())?
             .transpose(1, 2)?
             .reshape((batch * seq, nh * d))?;
         self.o.forward(&out)
@@ -141,7 +150,8 @@ impl Attention {
 
 /// Causal attention of scaled queries `q` `[batch, heads, seq, d]` over keys `k`
 /// `[batch, kv_heads, past + seq, d]` and values `v` `[batch, kv_heads, past + seq, dv]` with the
-/// additive `mask` `[batch, 1, seq, past + seq]`; returns `[batch, heads, seq, dv]`.
+/// additive `mask` `[batch, 1, seq, past + seq]`, and optionally one attention-sink logit per
+/// head; returns `[batch, heads, seq, dv]`.
 ///
 /// A block of queries only needs the keys up to its last position, so long prompts run in
 /// blocks and skip the scores every query in the block would mask.
@@ -151,6 +161,7 @@ pub fn attend_causal(
     v: &Tensor,
     mask: &Tensor,
     nkv: usize,
+    sinks: Option<&[f32]>,
 ) -> Result<Tensor> {
     let seq = q.dim(2)?;
     let past = k.dim(2)? - seq;
@@ -164,6 +175,7 @@ pub fn attend_causal(
             &v.narrow(2, 0, keys)?,
             &mask.narrow(2, start, len)?.narrow(3, 0, keys)?,
             nkv,
+            sinks,
         )?);
     }
     Ok(if blocks.len() == 1 {
@@ -176,7 +188,14 @@ pub fn attend_causal(
 /// Scaled-dot-product attention of `q` `[batch, heads, seq, d]` (already scaled) over
 /// `k` `[batch, kv_heads, keys, d]` and `v` `[batch, kv_heads, keys, dv]` with an additive
 /// `mask` `[batch, 1, seq, keys]`; returns `[batch, heads, seq, dv]`.
-fn attend(q: &Tensor, k: &Tensor, v: &Tensor, mask: &Tensor, nkv: usize) -> Result<Tensor> {
+fn attend(
+    q: &Tensor,
+    k: &Tensor,
+    v: &Tensor,
+    mask: &Tensor,
+    nkv: usize,
+    sinks: Option<&[f32]>,
+) -> Result<Tensor> {
     let (batch, nh, seq, d) = q.dims4()?;
     let (keys, dv) = (k.dim(2)?, v.dim(3)?);
     let groups = nh / nkv;
@@ -184,7 +203,7 @@ fn attend(q: &Tensor, k: &Tensor, v: &Tensor, mask: &Tensor, nkv: usize) -> Resu
     // serves the whole group without copying k or v.
     let qg = q.contiguous()?.reshape((batch, nkv, groups * seq, d))?;
     let scores = qg.matmul(&k.t()?)?.reshape((batch, nh, seq, keys))?;
-    let probs = masked_softmax(&scores, mask)?;
+    let probs = masked_softmax(&scores, mask, sinks)?;
     Ok(probs
         .reshape((batch, nkv, groups * seq, keys))?
         .matmul(&v.contiguous()?)?

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use serde_json::Value;
 
 use crate::error::{EngineError, Result};
+use crate::layers::GluActivation;
 use crate::rope::{yarn_mscale, RopeScaling, RopeSpec};
 use crate::routing::{GroupLimit, GroupScore, RoutingRule, Scoring};
 
@@ -28,17 +29,21 @@ pub enum Architecture {
     DeepseekV2,
     /// `deepseek_v3`: as V2 with a sigmoid router, a selection-only bias and group-limited top-k.
     DeepseekV3,
+    /// `gpt_oss`: attention sinks, alternating sliding/full attention, biased router and
+    /// experts, clamped SwiGLU, MXFP4 expert weights.
+    GptOss,
 }
 
 impl Architecture {
     /// Every supported `model_type` string.
-    pub const SUPPORTED: [&'static str; 6] = [
+    pub const SUPPORTED: [&'static str; 7] = [
         "mixtral",
         "olmoe",
         "qwen2_moe",
         "qwen3_moe",
         "deepseek_v2",
         "deepseek_v3",
+        "gpt_oss",
     ];
 
     /// Parses a `model_type` value.
@@ -50,6 +55,7 @@ impl Architecture {
             "qwen3_moe" => Some(Self::Qwen3Moe),
             "deepseek_v2" => Some(Self::DeepseekV2),
             "deepseek_v3" => Some(Self::DeepseekV3),
+            "gpt_oss" => Some(Self::GptOss),
             _ => None,
         }
     }
@@ -63,6 +69,7 @@ impl Architecture {
             Self::Qwen3Moe => "qwen3_moe",
             Self::DeepseekV2 => "deepseek_v2",
             Self::DeepseekV3 => "deepseek_v3",
+            Self::GptOss => "gpt_oss",
         }
     }
 
@@ -93,6 +100,11 @@ pub struct AttentionSpec {
     pub head_dim: usize,
     /// Whether q, k and v projections carry a bias.
     pub qkv_bias: bool,
+    /// Whether the output projection carries a bias.
+    pub o_bias: bool,
+    /// Whether each head has a learned attention sink (a logit that takes probability mass
+    /// but contributes no value).
+    pub sinks: bool,
     /// Query/key normalisation variant.
     pub qk_norm: QkNorm,
     /// OLMoE's optional clamp of q, k and v to `[-clip, clip]`.
@@ -142,6 +154,12 @@ pub struct MoeSpec {
     pub routing: RoutingRule,
     /// Whether each layer's router has a selection-only bias (`gate.e_score_correction_bias`).
     pub selection_bias: bool,
+    /// Whether the router's linear map has a bias (part of the logits).
+    pub router_bias: bool,
+    /// Whether the routed experts' projections carry biases.
+    pub expert_bias: bool,
+    /// The experts' gated activation.
+    pub expert_activation: GluActivation,
     /// Optional shared expert.
     pub shared_expert: Option<SharedExpertSpec>,
 }
@@ -279,7 +297,12 @@ impl ModelConfig {
         let qkv_bias = match architecture {
             Architecture::Qwen2Moe => f.opt_bool("qkv_bias")?.unwrap_or(true),
             Architecture::Mixtral => false,
+            Architecture::GptOss => f.opt_bool("attention_bias")?.unwrap_or(true),
             _ => f.opt_bool("attention_bias")?.unwrap_or(false),
+        };
+        let o_bias = match architecture {
+            Architecture::Qwen2Moe | Architecture::Mixtral => false,
+            _ => qkv_bias,
         };
         let clip_qkv = match architecture {
             Architecture::Olmoe => f.opt_f64("clip_qkv")?,
@@ -290,6 +313,8 @@ impl ModelConfig {
             num_kv_heads,
             head_dim,
             qkv_bias,
+            o_bias,
+            sinks: architecture == Architecture::GptOss,
             qk_norm,
             clip_qkv,
             rope,
@@ -298,7 +323,9 @@ impl ModelConfig {
         };
 
         let (experts_key, intermediate_key) = match architecture {
-            Architecture::Mixtral => ("num_local_experts", "intermediate_size"),
+            Architecture::Mixtral | Architecture::GptOss => {
+                ("num_local_experts", "intermediate_size")
+            }
             Architecture::Olmoe => ("num_experts", "intermediate_size"),
             Architecture::Qwen2Moe | Architecture::Qwen3Moe => {
                 ("num_experts", "moe_intermediate_size")
@@ -321,8 +348,9 @@ impl ModelConfig {
                 format!("must be between 1 and {experts_key} ({num_experts}), found {top_k}"),
             ));
         }
+        // GPT-OSS takes the softmax of the top-k logits: the same as renormalised top-k.
         let norm_topk_prob = match architecture {
-            Architecture::Mixtral => true,
+            Architecture::Mixtral | Architecture::GptOss => true,
             _ => f.opt_bool("norm_topk_prob")?.unwrap_or(false),
         };
         let expert_intermediate_size = f.req_usize(intermediate_key)?;
@@ -357,6 +385,15 @@ impl ModelConfig {
             expert_intermediate_size,
             routing,
             selection_bias: architecture == Architecture::DeepseekV3,
+            router_bias: architecture == Architecture::GptOss,
+            expert_bias: architecture == Architecture::GptOss,
+            expert_activation: match architecture {
+                Architecture::GptOss => GluActivation::ClampedSwiGlu {
+                    alpha: f.opt_f64("swiglu_alpha")?.unwrap_or(1.702) as f32,
+                    limit: f.opt_f64("swiglu_limit")?.unwrap_or(7.0) as f32,
+                },
+                _ => GluActivation::Silu,
+            },
             shared_expert,
         };
         let layers = f.layer_specs(architecture, num_layers)?;

@@ -69,23 +69,37 @@ impl RmsNorm {
     }
 }
 
-/// A SwiGLU MLP, `down(silu(gate(x)) * up(x))`, with gate and up fused into one matmul.
+/// The gated activation of an MLP: how `gate(x)` and `up(x)` combine.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum GluActivation {
+    /// `silu(gate) · up`.
+    Silu,
+    /// GPT-OSS: gate clamped above at `limit`, up clamped to ±`limit`,
+    /// `(up + 1) · gate · sigmoid(alpha · gate)`.
+    ClampedSwiGlu {
+        /// Slope inside the sigmoid.
+        alpha: f32,
+        /// Clamp bound.
+        limit: f32,
+    },
+}
+
+/// A gated MLP, `down(act(gate(x), up(x)))`, with gate and up fused into one matmul and
+/// optional biases.
 #[derive(Debug, Clone)]
 pub struct SwiGlu {
     gate_up: Tensor,
+    gate_up_bias: Option<Tensor>,
     down: Tensor,
+    down_bias: Option<Tensor>,
     intermediate: usize,
+    activation: GluActivation,
 }
 
 impl SwiGlu {
     /// Builds the MLP from its three `[out, in]` matrices.
     pub fn new(gate: &Tensor, up: &Tensor, down: Tensor) -> Result<Self> {
-        let intermediate = gate.dim(0)?;
-        Ok(Self {
-            gate_up: Tensor::cat(&[gate, up], 0)?,
-            down,
-            intermediate,
-        })
+        Self::from_fused(Tensor::cat(&[gate, up], 0)?, down)
     }
 
     /// Builds the MLP from a fused `[2·intermediate, hidden]` gate-then-up matrix.
@@ -93,9 +107,25 @@ impl SwiGlu {
         let intermediate = gate_up.dim(0)? / 2;
         Ok(Self {
             gate_up,
+            gate_up_bias: None,
             down,
+            down_bias: None,
             intermediate,
+            activation: GluActivation::Silu,
         })
+    }
+
+    /// Adds biases (`[2·intermediate]` gate-then-up, `[hidden]`) and sets the activation.
+    pub fn with_biases(
+        mut self,
+        gate_up: Option<Tensor>,
+        down: Option<Tensor>,
+        activation: GluActivation,
+    ) -> Self {
+        self.gate_up_bias = gate_up;
+        self.down_bias = down;
+        self.activation = activation;
+        self
     }
 
     /// Loads `{name}.{gate,up,down}` with the checkpoint's own projection names.
@@ -115,15 +145,39 @@ impl SwiGlu {
 
     /// Applies the MLP to `x` of shape `[n, hidden]`.
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let gu = x.matmul(&self.gate_up.t()?)?;
+        let mut gu = x.matmul(&self.gate_up.t()?)?;
+        if let Some(b) = &self.gate_up_bias {
+            gu = gu.broadcast_add(b)?;
+        }
         let gate = gu.narrow(D::Minus1, 0, self.intermediate)?;
         let up = gu.narrow(D::Minus1, self.intermediate, self.intermediate)?;
-        let h = (gate.silu()? * up)?;
-        Ok(h.matmul(&self.down.t()?)?)
+        let h = match self.activation {
+            GluActivation::Silu => (gate.silu()? * up)?,
+            GluActivation::ClampedSwiGlu { alpha, limit } => {
+                let gate = gate.minimum(limit)?;
+                let up = up.clamp(-limit, limit)?;
+                let glu = (&gate * candle_nn::ops::sigmoid(&(&gate * f64::from(alpha))?)?)?;
+                ((up + 1.0)? * glu)?
+            }
+        };
+        let y = h.matmul(&self.down.t()?)?;
+        Ok(match &self.down_bias {
+            Some(b) => y.broadcast_add(b)?,
+            None => y,
+        })
     }
 
     /// Number of weight values.
     pub fn num_params(&self) -> usize {
-        self.gate_up.elem_count() + self.down.elem_count()
+        [
+            Some(&self.gate_up),
+            self.gate_up_bias.as_ref(),
+            Some(&self.down),
+            self.down_bias.as_ref(),
+        ]
+        .into_iter()
+        .flatten()
+        .map(Tensor::elem_count)
+        .sum()
     }
 }

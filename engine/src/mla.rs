@@ -144,7 +144,7 @@ impl MlaAttention {
         .contiguous()?;
         let v = v.contiguous()?;
         let q = (Tensor::cat(&[&q_nope, &q_rot], D::Minus1)? * self.softmax_scale)?;
-        let out = attend_causal(&q, &k, &v, mask, nh)?
+        let out = attend_causal(&q, &k, &v, mask, nh, None)?
             .transpose(1, 2)?
             .reshape((batch * seq, nh * dv))?;
         self.o.forward(&out)

@@ -9,7 +9,7 @@ use crate::error::{EngineError, Result};
 use crate::hooks::Recorder;
 use crate::layers::{Linear, RmsNorm, SwiGlu};
 use crate::mla::MlaAttention;
-use crate::moe::{MoeBlock, MoeCall, MoeNames};
+use crate::moe::{ExpertLayout, MoeBlock, MoeCall, MoeNames};
 use crate::ops::MASKED;
 use crate::rope::Rope;
 use crate::routing::RoutingPolicy;
@@ -101,16 +101,29 @@ impl MoeModel {
                 block: "block_sparse_moe",
                 expert_proj: ["w1", "w3", "w2"],
                 shared: "shared_expert",
+                router: "gate",
+                layout: ExpertLayout::Standard,
             },
             Architecture::DeepseekV2 | Architecture::DeepseekV3 => MoeNames {
                 block: "mlp",
                 expert_proj: ["gate_proj", "up_proj", "down_proj"],
                 shared: "shared_experts",
+                router: "gate",
+                layout: ExpertLayout::Standard,
+            },
+            Architecture::GptOss => MoeNames {
+                block: "mlp",
+                expert_proj: ["gate_proj", "up_proj", "down_proj"],
+                shared: "shared_expert",
+                router: "router",
+                layout: ExpertLayout::InterleavedInOut,
             },
             _ => MoeNames {
                 block: "mlp",
                 expert_proj: ["gate_proj", "up_proj", "down_proj"],
                 shared: "shared_expert",
+                router: "gate",
+                layout: ExpertLayout::Standard,
             },
         };
         let embed = w.get("model.embed_tokens.weight", &[config.vocab_size, h])?;
@@ -153,7 +166,7 @@ impl MoeModel {
         } else {
             Linear::load(w, "lm_head", h, config.vocab_size, false)?
         };
-        let num_params = w.dtype_counts().0.iter().map(|(_, n)| n).sum();
+        let num_params = w.num_params();
         Ok(Self {
             config,
             embed,

@@ -19,6 +19,21 @@ pub struct MoeNames {
     pub expert_proj: [&'static str; 3],
     /// Sub-module holding the shared expert(s) (`shared_expert` or `shared_experts`).
     pub shared: &'static str,
+    /// The router's name inside the block (`gate`, or `router` for GPT-OSS).
+    pub router: &'static str,
+    /// How the experts' weights are stored.
+    pub layout: ExpertLayout,
+}
+
+/// How a checkpoint stores the routed experts' weights.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExpertLayout {
+    /// `experts.{i}.{gate,up,down}` `[out, in]` matrices as on the Hub, or the fused
+    /// `experts.gate_up_proj` `[E, 2I, H]` (gate rows, then up rows) and `experts.down_proj`.
+    Standard,
+    /// GPT-OSS: `experts.gate_up_proj` `[E, H, 2I]` with gate and up columns interleaved,
+    /// `experts.down_proj` `[E, I, H]`, biases, in f32/bf16 or MXFP4 (`*_blocks`, `*_scales`).
+    InterleavedInOut,
 }
 
 /// A shared expert and its optional sigmoid gate.
@@ -26,6 +41,52 @@ pub struct MoeNames {
 struct SharedExpert {
     mlp: SwiGlu,
     gate: Option<Linear>,
+}
+
+/// Loads GPT-OSS experts (see [`ExpertLayout::InterleavedInOut`]) into the engine's
+/// gate-then-up layout.
+fn load_interleaved_experts(
+    w: &Weights,
+    prefix: &str,
+    spec: &MoeSpec,
+    hidden: usize,
+) -> Result<Vec<SwiGlu>> {
+    let (e, inter) = (spec.num_experts, spec.expert_intermediate_size);
+    let gate_up_name = format!("{prefix}.gate_up_proj");
+    let down_name = format!("{prefix}.down_proj");
+    // Both end up [E, out, in].
+    let (gate_up, down) = if w.contains(&format!("{gate_up_name}_blocks")) {
+        (
+            w.get_mxfp4(&gate_up_name, [e, 2 * inter, hidden])?,
+            w.get_mxfp4(&down_name, [e, hidden, inter])?,
+        )
+    } else {
+        (
+            w.get(&gate_up_name, &[e, hidden, 2 * inter])?
+                .transpose(1, 2)?,
+            w.get(&down_name, &[e, inter, hidden])?.transpose(1, 2)?,
+        )
+    };
+    let gate_up_bias = w.get(&format!("{gate_up_name}_bias"), &[e, 2 * inter])?;
+    let down_bias = w.get(&format!("{down_name}_bias"), &[e, hidden])?;
+    let device = w.device();
+    let even: Vec<u32> = (0..inter as u32).map(|i| 2 * i).collect();
+    let odd: Vec<u32> = (0..inter as u32).map(|i| 2 * i + 1).collect();
+    // Gate rows first, then up rows: the order SwiGlu expects.
+    let order = Tensor::new([even, odd].concat().as_slice(), device)?;
+    (0..e)
+        .map(|i| {
+            let gu = gate_up.get(i)?.index_select(&order, 0)?;
+            let gu_bias = gate_up_bias.get(i)?.index_select(&order, 0)?;
+            Ok(
+                SwiGlu::from_fused(gu, down.get(i)?.contiguous()?)?.with_biases(
+                    Some(gu_bias),
+                    Some(down_bias.get(i)?),
+                    spec.expert_activation,
+                ),
+            )
+        })
+        .collect()
 }
 
 /// Per-call inputs of the MoE block that are not tensors.
@@ -62,15 +123,18 @@ impl MoeBlock {
     ) -> Result<Self> {
         let block = format!("{prefix}.{}", names.block);
         let (e, inter) = (spec.num_experts, spec.expert_intermediate_size);
-        let router = Linear::load(w, &format!("{block}.gate"), hidden, e, false)?;
+        let router_name = format!("{block}.{}", names.router);
+        let router = Linear::load(w, &router_name, hidden, e, spec.router_bias)?;
         let selection_bias = if spec.selection_bias {
-            let name = format!("{block}.gate.e_score_correction_bias");
+            let name = format!("{router_name}.e_score_correction_bias");
             Some(w.get(&name, &[e])?.to_vec1()?)
         } else {
             None
         };
         let fused = format!("{block}.experts.gate_up_proj");
-        let experts = if w.contains(&fused) {
+        let experts = if names.layout == ExpertLayout::InterleavedInOut {
+            load_interleaved_experts(w, &format!("{block}.experts"), spec, hidden)?
+        } else if w.contains(&fused) {
             let gate_up = w.get(&fused, &[e, 2 * inter, hidden])?;
             let down = w.get(&format!("{block}.experts.down_proj"), &[e, hidden, inter])?;
             (0..e)

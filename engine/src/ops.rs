@@ -5,20 +5,6 @@ use rayon::prelude::*;
 
 use crate::error::Result;
 
-/// `softmax(scores + mask)` over the last dimension, with `scores` `[batch, heads, seq, keys]`
-/// and an additive `mask` `[batch, 1, seq, keys]` shared by every head. One parallel pass on
-/// the CPU; other devices use the unfused ops.
-pub fn masked_softmax(scores: &Tensor, mask: &Tensor) -> Result<Tensor> {
-    if scores.device().is_cpu() {
-        let scores = scores.contiguous()?;
-        let mask = mask.contiguous()?;
-        return Ok(scores.apply_op2_no_bwd(&mask, &MaskedSoftmax)?);
-    }
-    Ok(candle_nn::ops::softmax_last_dim(
-        &scores.broadcast_add(mask)?,
-    )?)
-}
-
 /// Additive attention-mask value for a hidden key: finite, so that a row with no visible key
 /// (a padding query) stays finite in the unfused path too.
 pub const MASKED: f32 = -1e30;
@@ -26,7 +12,34 @@ pub const MASKED: f32 = -1e30;
 /// Mask values at or below this hide a key.
 const HIDDEN: f32 = MASKED / 10.0;
 
-struct MaskedSoftmax;
+/// `softmax(scores + mask)` over the last dimension, with `scores` `[batch, heads, seq, keys]`
+/// and an additive `mask` `[batch, 1, seq, keys]` shared by every head. With `sinks` (one logit
+/// per head) each row's softmax also runs over its head's sink, whose probability is then
+/// dropped. One parallel pass on the CPU; other devices use the unfused ops.
+pub fn masked_softmax(scores: &Tensor, mask: &Tensor, sinks: Option<&[f32]>) -> Result<Tensor> {
+    if scores.device().is_cpu() {
+        let op = MaskedSoftmax {
+            sinks: sinks.map(<[f32]>::to_vec),
+        };
+        return Ok(scores
+            .contiguous()?
+            .apply_op2_no_bwd(&mask.contiguous()?, &op)?);
+    }
+    let logits = scores.broadcast_add(mask)?;
+    let Some(sinks) = sinks else {
+        return Ok(candle_nn::ops::softmax_last_dim(&logits)?);
+    };
+    let (b, h, t, keys) = logits.dims4()?;
+    let sink = Tensor::new(sinks, logits.device())?
+        .reshape((1, h, 1, 1))?
+        .broadcast_as((b, h, t, 1))?;
+    let probs = candle_nn::ops::softmax_last_dim(&Tensor::cat(&[&logits, &sink], 3)?)?;
+    Ok(probs.narrow(3, 0, keys)?)
+}
+
+struct MaskedSoftmax {
+    sinks: Option<Vec<f32>>,
+}
 
 impl CustomOp2 for MaskedSoftmax {
     fn name(&self) -> &'static str {
@@ -44,13 +57,15 @@ impl CustomOp2 for MaskedSoftmax {
             candle_core::bail!("masked-softmax expects f32 scores and mask");
         };
         let (batch, heads, seq, keys) = l1.shape().dims4()?;
-        let (mb, mh, ms, mk) = l2.shape().dims4()?;
-        if (mb, mh, ms, mk) != (batch, 1, seq, keys) {
+        if l2.shape().dims4()? != (batch, 1, seq, keys) {
             candle_core::bail!(
                 "masked-softmax: mask {:?} does not fit scores {:?}",
                 l2.shape(),
                 l1.shape()
             );
+        }
+        if self.sinks.as_ref().is_some_and(|s| s.len() != heads) {
+            candle_core::bail!("masked-softmax: one sink per head expected ({heads} heads)");
         }
         let scores = &scores[l1.start_offset()..l1.start_offset() + l1.shape().elem_count()];
         let mask = &mask[l2.start_offset()..l2.start_offset() + l2.shape().elem_count()];
@@ -62,20 +77,22 @@ impl CustomOp2 for MaskedSoftmax {
                 let b = row / (heads * seq);
                 let t = row % seq;
                 let m = &mask[(b * seq + t) * keys..(b * seq + t + 1) * keys];
+                let sink = self.sinks.as_ref().map(|s| s[(row / seq) % heads]);
                 // Hidden keys are skipped rather than exponentiated: exp of a huge negative
                 // number takes libm's slow underflow path.
-                let mut max = f32::NEG_INFINITY;
+                let mut max = sink.unwrap_or(f32::NEG_INFINITY);
                 for (&s, &mv) in src.iter().zip(m) {
                     if mv > HIDDEN {
                         max = max.max(s + mv);
                     }
                 }
                 if max == f32::NEG_INFINITY {
-                    // No visible key (a padding query): uniform, as the unfused softmax gives.
+                    // No visible key and no sink (a padding query): uniform, as the unfused
+                    // softmax gives.
                     dst.fill(1.0 / keys as f32);
                     return;
                 }
-                let mut sum = 0f32;
+                let mut sum = sink.map_or(0.0, |s| (s - max).exp());
                 for ((d, &s), &mv) in dst.iter_mut().zip(src).zip(m) {
                     *d = if mv > HIDDEN {
                         (s + mv - max).exp()
@@ -96,7 +113,18 @@ impl CustomOp2 for MaskedSoftmax {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use candle_core::Device;
+    use candle_core::{DType, Device};
+
+    fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
+        (a - b)
+            .unwrap()
+            .abs()
+            .unwrap()
+            .max_all()
+            .unwrap()
+            .to_scalar()
+            .unwrap()
+    }
 
     #[test]
     fn matches_unfused_softmax() {
@@ -109,20 +137,37 @@ mod tests {
             .unwrap();
         // Every third key hidden, and the first query row of each batch entirely hidden.
         let mask_vals: Vec<f32> = (0..2 * 4 * 5)
-            .map(|i| if i % 3 == 0 || i % 20 < 5 { -1e30 } else { 0.0 })
+            .map(|i| {
+                if i % 3 == 0 || i % 20 < 5 {
+                    MASKED
+                } else {
+                    0.0
+                }
+            })
             .collect();
         let mask = Tensor::from_vec(mask_vals, (2, 1, 4, 5), &dev).unwrap();
-        let fused = masked_softmax(&scores, &mask).unwrap();
         let plain =
             candle_nn::ops::softmax_last_dim(&scores.broadcast_add(&mask).unwrap()).unwrap();
-        let diff: f32 = (fused - plain)
+        let fused = masked_softmax(&scores, &mask, None).unwrap();
+        assert!(max_diff(&fused, &plain) < 1e-6);
+    }
+
+    #[test]
+    fn sinks_take_probability_mass_by_hand() {
+        // One head, one query, two visible keys with scores 0 and ln 2, a sink of ln 3:
+        // exp values 1, 2 and 3, so the keys get 1/6 and 2/6.
+        let dev = Device::Cpu;
+        let scores = Tensor::new(&[[[[0f32, 2f32.ln()]]]], &dev).unwrap();
+        let mask = Tensor::zeros((1, 1, 1, 2), DType::F32, &dev).unwrap();
+        let p: Vec<f32> = masked_softmax(&scores, &mask, Some(&[3f32.ln()]))
             .unwrap()
-            .abs()
+            .flatten_all()
             .unwrap()
-            .max_all()
-            .unwrap()
-            .to_scalar()
+            .to_vec1()
             .unwrap();
-        assert!(diff < 1e-6, "{diff}");
+        assert!(
+            (p[0] - 1. / 6.).abs() < 1e-6 && (p[1] - 2. / 6.).abs() < 1e-6,
+            "{p:?}"
+        );
     }
 }

@@ -78,6 +78,64 @@ impl Weights {
 
     /// Loads tensor `name`, checks it has `shape`, and converts it to f32 on the device.
     pub fn get(&self, name: &str, shape: &[usize]) -> Result<Tensor> {
+        let (shard, info) = self.info(name, shape)?;
+        let dtype = match info.dtype {
+            StDtype::F32 => DType::F32,
+            StDtype::BF16 => DType::BF16,
+            StDtype::F16 => DType::F16,
+            other => {
+                return Err(EngineError::WrongDtype {
+                    path: shard.path.clone(),
+                    name: name.to_string(),
+                    dtype: format!("{other:?}"),
+                })
+            }
+        };
+        let tensor = Tensor::from_raw_buffer(shard.bytes(info), dtype, shape, &Device::Cpu)?;
+        Ok(tensor.to_dtype(DType::F32)?.to_device(&self.device)?)
+    }
+
+    /// Loads an MXFP4-quantised `[experts, rows, cols]` matrix stored as `{name}_blocks`
+    /// (`[experts, rows, cols/32, 16]` bytes, two 4-bit e2m1 values each, low nibble first) and
+    /// `{name}_scales` (`[experts, rows, cols/32]` biased power-of-two exponents), as f32.
+    pub fn get_mxfp4(&self, name: &str, shape: [usize; 3]) -> Result<Tensor> {
+        /// The sixteen e2m1 values.
+        const FP4: [f32; 16] = [
+            0.0, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0, -0.0, -0.5, -1.0, -1.5, -2.0, -3.0, -4.0, -6.0,
+        ];
+        let [e, rows, cols] = shape;
+        let groups = cols / 32;
+        let blocks_name = format!("{name}_blocks");
+        let scales_name = format!("{name}_scales");
+        let (bshard, binfo) = self.info(&blocks_name, &[e, rows, groups, 16])?;
+        let (sshard, sinfo) = self.info(&scales_name, &[e, rows, groups])?;
+        for (shard, info, n) in [(bshard, binfo, &blocks_name), (sshard, sinfo, &scales_name)] {
+            if info.dtype != StDtype::U8 {
+                return Err(EngineError::WrongDtype {
+                    path: shard.path.clone(),
+                    name: n.clone(),
+                    dtype: format!("{:?} (MXFP4 blocks and scales are U8)", info.dtype),
+                });
+            }
+        }
+        let (blocks, scales) = (bshard.bytes(binfo), sshard.bytes(sinfo));
+        let mut out = Vec::with_capacity(e * rows * cols);
+        for (group, &scale) in blocks.chunks_exact(16).zip(scales) {
+            let factor = 2f32.powi(i32::from(scale) - 127);
+            for &byte in group {
+                out.push(FP4[usize::from(byte & 0x0f)] * factor);
+                out.push(FP4[usize::from(byte >> 4)] * factor);
+            }
+        }
+        Ok(Tensor::from_vec(out, (e, rows, cols), &self.device)?)
+    }
+
+    /// The shard and header entry of tensor `name`, checked to have `shape`.
+    fn info(
+        &self,
+        name: &str,
+        shape: &[usize],
+    ) -> Result<(&Shard, &safetensors::tensor::TensorInfo)> {
         let shard_idx = *self
             .index
             .get(name)
@@ -101,22 +159,25 @@ impl Weights {
                 expected: shape.to_vec(),
             });
         }
-        let dtype = match info.dtype {
-            StDtype::F32 => DType::F32,
-            StDtype::BF16 => DType::BF16,
-            StDtype::F16 => DType::F16,
-            other => {
-                return Err(EngineError::WrongDtype {
-                    path: shard.path.clone(),
-                    name: name.to_string(),
-                    dtype: format!("{other:?}"),
-                })
+        Ok((shard, info))
+    }
+
+    /// Number of model parameters: every stored value, with each MXFP4 block byte counted as
+    /// the two weights it packs and MXFP4 scales not counted.
+    pub fn num_params(&self) -> usize {
+        let mut n = 0;
+        for shard in &self.shards {
+            for (name, info) in shard.metadata.tensors() {
+                let values: usize = info.shape.iter().product();
+                let mxfp4 = info.dtype == StDtype::U8;
+                n += match () {
+                    _ if mxfp4 && name.ends_with("_blocks") => 2 * values,
+                    _ if mxfp4 && name.ends_with("_scales") => 0,
+                    _ => values,
+                };
             }
-        };
-        let (start, end) = info.data_offsets;
-        let bytes = &shard.mmap[shard.data_start + start..shard.data_start + end];
-        let tensor = Tensor::from_raw_buffer(bytes, dtype, shape, &Device::Cpu)?;
-        Ok(tensor.to_dtype(DType::F32)?.to_device(&self.device)?)
+        }
+        n
     }
 
     /// Number of values stored per dtype, over every tensor.
@@ -131,6 +192,14 @@ impl Weights {
         let mut v: Vec<_> = counts.into_iter().collect();
         v.sort();
         DtypeCounts(v)
+    }
+}
+
+impl Shard {
+    /// The stored bytes of one tensor.
+    fn bytes(&self, info: &safetensors::tensor::TensorInfo) -> &[u8] {
+        let (start, end) = info.data_offsets;
+        &self.mmap[self.data_start + start..self.data_start + end]
     }
 }
 

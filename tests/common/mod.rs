@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use safetensors::tensor::{Dtype, SafeTensors};
 
 /// Every committed parity fixture.
-pub const FIXTURES: [&str; 9] = [
+pub const FIXTURES: [&str; 11] = [
     "mixtral",
     "olmoe",
     "qwen2_moe",
@@ -17,6 +17,8 @@ pub const FIXTURES: [&str; 9] = [
     "deepseek_v2",
     "deepseek_v3",
     "deepseek_v3_routing",
+    "gpt_oss",
+    "gpt_oss_mxfp4",
 ];
 
 /// Folder of a committed fixture.
