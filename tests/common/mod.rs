@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use safetensors::tensor::{Dtype, SafeTensors};
 
 /// Every committed parity fixture.
-pub const FIXTURES: [&str; 11] = [
+pub const FIXTURES: [&str; 13] = [
     "mixtral",
     "olmoe",
     "qwen2_moe",
@@ -19,6 +19,8 @@ pub const FIXTURES: [&str; 11] = [
     "deepseek_v3_routing",
     "gpt_oss",
     "gpt_oss_mxfp4",
+    "deepseek_v2_routing",
+    "gpt_oss_routing",
 ];
 
 /// Folder of a committed fixture.
