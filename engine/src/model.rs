@@ -4,12 +4,12 @@
 use candle_core::{Device, Tensor};
 
 use crate::attention::{Attention, LayerKv};
-use crate::config::{Architecture, FfnKind, ModelConfig};
+use crate::config::{FfnKind, ModelConfig};
 use crate::error::{EngineError, Result};
 use crate::hooks::Recorder;
 use crate::layers::{Linear, RmsNorm, SwiGlu};
 use crate::mla::MlaAttention;
-use crate::moe::{ExpertLayout, MoeBlock, MoeCall, MoeNames};
+use crate::moe::{MoeBlock, MoeCall, MoeNames};
 use crate::ops::MASKED;
 use crate::rope::Rope;
 use crate::routing::RoutingPolicy;
@@ -96,36 +96,7 @@ impl MoeModel {
     pub fn load(config: ModelConfig, w: &Weights) -> Result<Self> {
         let h = config.hidden_size;
         let eps = config.rms_norm_eps;
-        let moe_names = match config.architecture {
-            Architecture::Mixtral => MoeNames {
-                block: "block_sparse_moe",
-                expert_proj: ["w1", "w3", "w2"],
-                shared: "shared_expert",
-                router: "gate",
-                layout: ExpertLayout::Standard,
-            },
-            Architecture::DeepseekV2 | Architecture::DeepseekV3 => MoeNames {
-                block: "mlp",
-                expert_proj: ["gate_proj", "up_proj", "down_proj"],
-                shared: "shared_experts",
-                router: "gate",
-                layout: ExpertLayout::Standard,
-            },
-            Architecture::GptOss => MoeNames {
-                block: "mlp",
-                expert_proj: ["gate_proj", "up_proj", "down_proj"],
-                shared: "shared_expert",
-                router: "router",
-                layout: ExpertLayout::InterleavedInOut,
-            },
-            _ => MoeNames {
-                block: "mlp",
-                expert_proj: ["gate_proj", "up_proj", "down_proj"],
-                shared: "shared_expert",
-                router: "gate",
-                layout: ExpertLayout::Standard,
-            },
-        };
+        let moe_names = MoeNames::of(config.architecture);
         let embed = w.get("model.embed_tokens.weight", &[config.vocab_size, h])?;
         let mut layers = Vec::with_capacity(config.num_layers());
         let mut expert_params = 0;

@@ -3,7 +3,7 @@
 
 use candle_core::{Device, Tensor};
 
-use crate::config::MoeSpec;
+use crate::config::{Architecture, MoeSpec};
 use crate::error::Result;
 use crate::hooks::{CaptureData, HookPoint, MoeHook, Recorder};
 use crate::layers::{Linear, SwiGlu};
@@ -23,6 +23,38 @@ pub struct MoeNames {
     pub router: &'static str,
     /// How the experts' weights are stored.
     pub layout: ExpertLayout,
+}
+
+impl MoeNames {
+    /// The names most architectures use (`mlp.gate`, `mlp.experts.{i}.gate_proj`, …).
+    const STANDARD: Self = Self {
+        block: "mlp",
+        expert_proj: ["gate_proj", "up_proj", "down_proj"],
+        shared: "shared_expert",
+        router: "gate",
+        layout: ExpertLayout::Standard,
+    };
+
+    /// Where an architecture's checkpoints keep the MoE block's tensors.
+    pub fn of(arch: Architecture) -> Self {
+        match arch {
+            Architecture::Mixtral => Self {
+                block: "block_sparse_moe",
+                expert_proj: ["w1", "w3", "w2"],
+                ..Self::STANDARD
+            },
+            Architecture::DeepseekV2 | Architecture::DeepseekV3 => Self {
+                shared: "shared_experts",
+                ..Self::STANDARD
+            },
+            Architecture::GptOss => Self {
+                router: "router",
+                layout: ExpertLayout::InterleavedInOut,
+                ..Self::STANDARD
+            },
+            Architecture::Olmoe | Architecture::Qwen2Moe | Architecture::Qwen3Moe => Self::STANDARD,
+        }
+    }
 }
 
 /// How a checkpoint stores the routed experts' weights.
