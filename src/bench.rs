@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use anyhow::{bail, Result};
 use moescope_engine::{
-    ForwardOptions, KvCache, LogitsFor, MoeHook, MoeModel, Recorder, RoutingPolicy,
+    ForwardOptions, KvCache, LogitsFor, MoeHook, MoeModel, Phase, Recorder, RoutingPolicy,
 };
 
 use crate::cli::BenchArgs;
@@ -121,21 +121,35 @@ fn run_once(
         }
     }
     let mut cache = KvCache::new();
-    let mut step = |tokens: &[Vec<u32>], valid: &[Vec<bool>], recorder: Option<&mut Recorder>| {
+    let mut step = |tokens: &[Vec<u32>],
+                    valid: &[Vec<bool>],
+                    phase: Phase,
+                    recorder: Option<&mut Recorder>| {
         let opts = ForwardOptions {
             policy: &policy,
+            phase,
             recorder,
             logits_for: LogitsFor::Last,
         };
         argmax_rows(&model.forward(tokens, valid, &mut cache, opts)?)
     };
     let start = Instant::now();
-    let mut next = step(prompts, &valid, capture.then_some(&mut recorder))?;
+    let mut next = step(
+        prompts,
+        &valid,
+        Phase::Prompt,
+        capture.then_some(&mut recorder),
+    )?;
     let prefill_s = start.elapsed().as_secs_f64();
     let one = vec![vec![true]; prompts.len()];
     let start = Instant::now();
     for _ in 0..decode_tokens {
-        next = step(&next, &one, capture.then_some(&mut recorder))?;
+        next = step(
+            &next,
+            &one,
+            Phase::Generated,
+            capture.then_some(&mut recorder),
+        )?;
         // A consumer hands captures on after each step; keep memory flat like one would.
         drop(recorder.take());
     }

@@ -17,7 +17,7 @@ use candle_core::Device;
 use common::{fixture, meta, Golden, FIXTURES};
 use moescope_engine::{
     generate, Capture, CaptureData, Checkpoint, ForwardOptions, GenerateOptions, KvCache,
-    LogitsFor, MoeHook, Recorder, RoutingPolicy,
+    LogitsFor, MoeHook, Phase, Recorder, RoutingPolicy,
 };
 
 const LOGIT_RTOL: f32 = 1e-4;
@@ -65,6 +65,7 @@ fn check_case(name: &str, ck: &Checkpoint, golden: &Golden, case: &str, policy: 
             &mut KvCache::new(),
             ForwardOptions {
                 policy,
+                phase: Phase::Prompt,
                 recorder: Some(&mut rec),
                 logits_for: LogitsFor::All,
             },
@@ -331,6 +332,7 @@ fn long_prompt_blocks_agree_with_incremental_decoding() {
     let run = |tokens: &[Vec<u32>], valid: &[Vec<bool>], cache: &mut KvCache| -> Vec<f32> {
         let opts = ForwardOptions {
             policy: &none,
+            phase: Phase::Prompt,
             recorder: None,
             logits_for: LogitsFor::Last,
         };

@@ -7,7 +7,7 @@ use rand::{Rng, SeedableRng};
 use crate::error::{EngineError, Result};
 use crate::hooks::Recorder;
 use crate::model::{ForwardOptions, KvCache, LogitsFor, MoeModel};
-use crate::routing::RoutingPolicy;
+use crate::policy::{Phase, RoutingPolicy};
 use crate::tokenizer::TextCodec;
 
 /// How to pick and when to stop.
@@ -118,13 +118,18 @@ pub fn generate(
         })
         .collect();
     let mut done = vec![false; batch];
-    for _ in 0..opts.max_new_tokens {
+    for step in 0..opts.max_new_tokens {
         let logits = model.forward(
             &tokens,
             &valid,
             &mut cache,
             ForwardOptions {
                 policy,
+                phase: if step == 0 {
+                    Phase::Prompt
+                } else {
+                    Phase::Generated
+                },
                 recorder: recorder.as_deref_mut(),
                 logits_for: LogitsFor::Last,
             },

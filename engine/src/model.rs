@@ -11,8 +11,8 @@ use crate::layers::{Linear, RmsNorm, SwiGlu};
 use crate::mla::MlaAttention;
 use crate::moe::{MoeBlock, MoeCall, MoeNames};
 use crate::ops::MASKED;
+use crate::policy::{Phase, RoutingPolicy};
 use crate::rope::Rope;
-use crate::routing::RoutingPolicy;
 use crate::weights::Weights;
 
 enum Ffn {
@@ -73,6 +73,8 @@ pub enum LogitsFor {
 pub struct ForwardOptions<'a> {
     /// Interventions on routing.
     pub policy: &'a RoutingPolicy,
+    /// Whether these are prompt or generated tokens (for scoped interventions).
+    pub phase: Phase,
     /// Hook subscriptions, if recording.
     pub recorder: Option<&'a mut Recorder>,
     /// Positions to compute logits for.
@@ -225,6 +227,7 @@ impl MoeModel {
         let mut x = self.embed.index_select(&ids, 0)?;
         let mut call = MoeCall {
             policy: opts.policy,
+            phase: opts.phase,
             recorder: opts.recorder,
         };
         for (layer, kv) in self.layers.iter().zip(cache.layers.iter_mut()) {

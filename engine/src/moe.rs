@@ -7,7 +7,7 @@ use crate::config::{Architecture, MoeSpec};
 use crate::error::Result;
 use crate::hooks::{CaptureData, HookPoint, MoeHook, Recorder};
 use crate::layers::{Linear, SwiGlu};
-use crate::routing::RoutingPolicy;
+use crate::policy::{Phase, RoutingPolicy};
 use crate::weights::Weights;
 
 /// Checkpoint names of one MoE block's tensors, which differ between architectures.
@@ -125,6 +125,8 @@ fn load_interleaved_experts(
 pub struct MoeCall<'a> {
     /// Interventions on routing.
     pub policy: &'a RoutingPolicy,
+    /// Whether these are prompt or generated tokens (for scoped interventions).
+    pub phase: Phase,
     /// Hook subscriptions and captures, if recording.
     pub recorder: Option<&'a mut Recorder>,
 }
@@ -226,30 +228,39 @@ impl MoeBlock {
 
     /// Runs the block on `x` of shape `[tokens, hidden]`.
     pub fn forward(&self, x: &Tensor, call: &mut MoeCall<'_>) -> Result<Tensor> {
-        let (e, k) = (self.spec.num_experts, self.spec.top_k);
+        let (e, model_k) = (self.spec.num_experts, self.spec.top_k);
         let tokens = x.dim(0)?;
         let mut logits: Vec<f32> = self.router.forward(x)?.flatten_all()?.to_vec1()?;
-        let layer_policy = call.policy.layer(self.layer);
+        let plan = call
+            .policy
+            .layer(self.layer)
+            .and_then(|p| p.plan(call.phase, model_k));
         if let Some(rec) = call.recorder.as_deref_mut() {
             self.capture(rec, MoeHook::RouterLogits, [tokens, e], || {
                 CaptureData::F32(logits.clone())
             });
-            if layer_policy.is_some() {
-                self.capture(rec, MoeHook::UnsteeredTopkIds, [tokens, k], || {
-                    CaptureData::U32(self.route(&logits).ids)
+            if plan.is_some() {
+                self.capture(rec, MoeHook::UnsteeredTopkIds, [tokens, model_k], || {
+                    CaptureData::U32(self.route(&logits, model_k, &[]).ids)
                 });
             }
         }
-        if let Some(p) = layer_policy {
-            p.apply(&mut logits, e);
-        }
-        let routing = self.route(&logits);
+        let routing = match &plan {
+            None => self.route(&logits, model_k, &[]),
+            Some(p) => {
+                p.apply_to_logits(&mut logits, e);
+                let mut r = self.route(&logits, p.top_k, &p.forced);
+                p.scale_weights(&r.ids, &mut r.weights);
+                r
+            }
+        };
+        let k = routing.top_k;
         let want_maxabs = call
             .recorder
             .as_deref()
             .is_some_and(|r| r.wants(self.layer, MoeHook::ExpertOutMaxAbs));
         if let Some(rec) = call.recorder.as_deref_mut() {
-            if layer_policy.is_none() {
+            if plan.is_none() {
                 self.capture(rec, MoeHook::UnsteeredTopkIds, [tokens, k], || {
                     CaptureData::U32(routing.ids.clone())
                 });
@@ -318,11 +329,11 @@ impl MoeBlock {
         Ok(out)
     }
 
-    fn route(&self, logits: &[f32]) -> crate::routing::Routing {
-        let (e, k) = (self.spec.num_experts, self.spec.top_k);
+    fn route(&self, logits: &[f32], k: usize, forced: &[usize]) -> crate::routing::Routing {
+        let bias = self.selection_bias.as_deref();
         self.spec
             .routing
-            .route(logits, e, k, self.selection_bias.as_deref())
+            .route(logits, self.spec.num_experts, k, bias, forced)
     }
 
     fn capture(

@@ -1,10 +1,6 @@
-//! The routing step of the shared MoE block: router logits → (optional interventions) →
-//! chosen experts and their mixing weights. Every architecture differs here only by its
-//! [`RoutingRule`]; every intervention enters through one [`RoutingPolicy`].
-
-use std::collections::{BTreeMap, BTreeSet};
-
-use crate::error::{EngineError, Result};
+//! The routing step of the shared MoE block: router logits → chosen experts and their mixing
+//! weights. Every architecture differs here only by its [`RoutingRule`]; interventions come
+//! from a [`crate::policy::RoutingPolicy`].
 
 /// How router logits become per-expert scores.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -111,14 +107,15 @@ impl RoutingRule {
 
     /// Chooses `top_k` experts per row of `logits` (row-major `[tokens, num_experts]`).
     /// `selection_bias` is added to the scores for choosing only. An expert whose logit is −∞
-    /// (masked) is never chosen and does not count towards its group's score. Ties go to the
-    /// lower expert id.
+    /// (masked) is never chosen and does not count towards its group's score; `forced` experts
+    /// are always chosen (first) and their groups kept. Ties go to the lower expert id.
     pub fn route(
         &self,
         logits: &[f32],
         num_experts: usize,
         top_k: usize,
         selection_bias: Option<&[f32]>,
+        forced: &[usize],
     ) -> Routing {
         let tokens = logits.len() / num_experts;
         let mut ids = Vec::with_capacity(tokens * top_k);
@@ -141,6 +138,9 @@ impl RoutingRule {
                 } else {
                     scores[e] + selection_bias.map_or(0.0, |b| b[e])
                 };
+            }
+            for &e in forced {
+                choice[e] = f32::INFINITY;
             }
             if let Some(g) = &self.group_limit {
                 keep_best_groups(&mut choice, g, &mut order);
@@ -221,79 +221,6 @@ fn top_k_indices(values: &[f32], k: usize, order: &mut Vec<usize>) {
     order.truncate(k);
 }
 
-/// The interventions applied at one layer's routing step.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct LayerPolicy {
-    /// Experts the router may never choose: their logits become −∞ before scoring, so the next
-    /// best expert takes their place.
-    pub masked: BTreeSet<usize>,
-}
-
-/// Interventions on routing, per MoE layer. Empty means the model routes as trained.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct RoutingPolicy {
-    layers: BTreeMap<usize, LayerPolicy>,
-}
-
-impl RoutingPolicy {
-    /// A policy that changes nothing.
-    pub fn new() -> Self {
-        Self::default()
-    }
-
-    /// Whether the policy changes nothing.
-    pub fn is_empty(&self) -> bool {
-        self.layers.values().all(|p| p.masked.is_empty())
-    }
-
-    /// Forbids `expert` at `layer`.
-    pub fn mask(&mut self, layer: usize, expert: usize) -> &mut Self {
-        self.layers.entry(layer).or_default().masked.insert(expert);
-        self
-    }
-
-    /// The interventions at `layer`, if any.
-    pub fn layer(&self, layer: usize) -> Option<&LayerPolicy> {
-        self.layers.get(&layer).filter(|p| !p.masked.is_empty())
-    }
-
-    /// Checks every layer and expert id against the model, and that each layer keeps at least
-    /// `top_k` experts to choose from.
-    pub fn validate(&self, moe_layers: &[usize], num_experts: usize, top_k: usize) -> Result<()> {
-        for (&layer, policy) in &self.layers {
-            if !moe_layers.contains(&layer) {
-                return Err(EngineError::InvalidPolicy(format!(
-                    "layer {layer} is not an MoE layer; MoE layers are {moe_layers:?}"
-                )));
-            }
-            if let Some(&e) = policy.masked.iter().find(|&&e| e >= num_experts) {
-                return Err(EngineError::InvalidPolicy(format!(
-                    "layer {layer}: expert {e} does not exist; expert ids run 0..{}",
-                    num_experts - 1
-                )));
-            }
-            if num_experts - policy.masked.len() < top_k {
-                return Err(EngineError::InvalidPolicy(format!(
-                    "layer {layer}: {} of {num_experts} experts masked leaves fewer than top_k = {top_k} to choose",
-                    policy.masked.len()
-                )));
-            }
-        }
-        Ok(())
-    }
-}
-
-impl LayerPolicy {
-    /// Applies the policy to router logits (row-major `[tokens, num_experts]`) in place.
-    pub fn apply(&self, logits: &mut [f32], num_experts: usize) {
-        for row in logits.chunks_exact_mut(num_experts) {
-            for &e in &self.masked {
-                row[e] = f32::NEG_INFINITY;
-            }
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -302,26 +229,13 @@ mod tests {
     fn softmax_top2_renormalised_by_hand() {
         // logits ln(1), ln(2), ln(3), ln(4): probabilities 0.1, 0.2, 0.3, 0.4.
         let logits: Vec<f32> = [1f32, 2., 3., 4.].iter().map(|x| x.ln()).collect();
-        let r = RoutingRule::softmax(true).route(&logits, 4, 2, None);
+        let r = RoutingRule::softmax(true).route(&logits, 4, 2, None, &[]);
         assert_eq!(r.ids, vec![3, 2]);
         assert!((r.weights[0] - 4. / 7.).abs() < 1e-6);
         assert!((r.weights[1] - 3. / 7.).abs() < 1e-6);
-        let r = RoutingRule::softmax(false).route(&logits, 4, 2, None);
+        let r = RoutingRule::softmax(false).route(&logits, 4, 2, None, &[]);
         assert!((r.weights[0] - 0.4).abs() < 1e-6);
         assert!((r.weights[1] - 0.3).abs() < 1e-6);
-    }
-
-    #[test]
-    fn mask_hands_the_slot_to_the_next_best() {
-        let mut logits: Vec<f32> = [1f32, 2., 3., 4.].iter().map(|x| x.ln()).collect();
-        let mut policy = RoutingPolicy::new();
-        policy.mask(0, 3);
-        policy.layer(0).unwrap().apply(&mut logits, 4);
-        let r = RoutingRule::softmax(false).route(&logits, 4, 2, None);
-        assert_eq!(r.ids, vec![2, 1]);
-        // Probabilities renormalise over the three remaining experts: 3/6 and 2/6.
-        assert!((r.weights[0] - 0.5).abs() < 1e-6);
-        assert!((r.weights[1] - 1. / 3.).abs() < 1e-6);
     }
 
     #[test]
@@ -334,7 +248,7 @@ mod tests {
             scaling: 2.5,
             group_limit: None,
         };
-        let r = rule.route(&[0.0; 4], 4, 2, Some(&[0.2, 0.0, 0.3, -0.1]));
+        let r = rule.route(&[0.0; 4], 4, 2, Some(&[0.2, 0.0, 0.3, -0.1]), &[]);
         assert_eq!(r.ids, vec![2, 0]);
         assert!((r.weights[0] - 1.25).abs() < 1e-6 && (r.weights[1] - 1.25).abs() < 1e-6);
     }
@@ -355,32 +269,37 @@ mod tests {
             }),
         };
         // Sum of top two: groups score 1.0, 1.0, 0.85, 0.5 → groups 0 and 1 → experts 0, 2.
-        let r = rule(GroupScore::SumTop2).route(&logits, 8, 2, None);
+        let r = rule(GroupScore::SumTop2).route(&logits, 8, 2, None, &[]);
         assert_eq!(r.ids, vec![0, 2]);
         // Max: groups score 0.9, 0.5, 0.8, 0.3 → groups 0 and 2 → experts 0, 4.
-        let r = rule(GroupScore::Max).route(&logits, 8, 2, None);
+        let r = rule(GroupScore::Max).route(&logits, 8, 2, None, &[]);
         assert_eq!(r.ids, vec![0, 4]);
         // Masking expert 0 rescores its group without it: 0.1 + (−∞) for sum-top-2, so groups
         // 1 and 2 win → experts 4 then 2 (0.8 > 0.5).
         let mut masked = logits.clone();
         masked[0] = f32::NEG_INFINITY;
-        let r = rule(GroupScore::SumTop2).route(&masked, 8, 2, None);
+        let r = rule(GroupScore::SumTop2).route(&masked, 8, 2, None, &[]);
         assert_eq!(r.ids, vec![4, 2]);
     }
 
     #[test]
-    fn validate_rejects_unknown_layer_expert_and_overmasking() {
-        let mut p = RoutingPolicy::new();
-        p.mask(5, 0);
-        assert!(p.validate(&[0, 1], 4, 2).is_err());
-        let mut p = RoutingPolicy::new();
-        p.mask(1, 4);
-        assert!(p.validate(&[0, 1], 4, 2).is_err());
-        let mut p = RoutingPolicy::new();
-        p.mask(1, 0).mask(1, 1).mask(1, 2);
-        assert!(p.validate(&[0, 1], 4, 2).is_err());
-        let mut p = RoutingPolicy::new();
-        p.mask(1, 0).mask(1, 1);
-        assert!(p.validate(&[0, 1], 4, 2).is_ok());
+    fn forced_expert_keeps_its_group_under_group_limits() {
+        // Same scores as above; forcing expert 7 (group 3, the worst) keeps group 3 and the best
+        // other group (0), so the choice is 7 first, then 0.
+        let scores = [0.9f32, 0.1, 0.5, 0.5, 0.8, 0.05, 0.3, 0.2];
+        let logits: Vec<f32> = scores.iter().map(|s| (s / (1.0 - s)).ln()).collect();
+        let rule = RoutingRule {
+            scoring: Scoring::Sigmoid,
+            norm_topk_prob: false,
+            scaling: 1.0,
+            group_limit: Some(GroupLimit {
+                groups: 4,
+                top_groups: 2,
+                score: GroupScore::SumTop2,
+            }),
+        };
+        let r = rule.route(&logits, 8, 2, None, &[7]);
+        assert_eq!(r.ids, vec![7, 0]);
+        assert!((r.weights[0] - 0.2).abs() < 1e-6 && (r.weights[1] - 0.9).abs() < 1e-6);
     }
 }
