@@ -68,6 +68,10 @@ pub struct GenerateArgs {
     /// Never let the router choose EXPERT at LAYER (repeatable), written LAYER:EXPERT.
     #[arg(long = "mask", value_name = "LAYER:EXPERT")]
     pub mask: Vec<String>,
+    /// A steering profile (TOML); with it or --mask, baseline and steered outputs are printed
+    /// together.
+    #[arg(long, value_name = "FILE")]
+    pub steer: Option<PathBuf>,
     /// After the text, print the experts each generated token was routed to at every MoE layer.
     #[arg(long)]
     pub show_routing: bool,

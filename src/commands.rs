@@ -10,7 +10,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use moescope_engine::config::QkNorm;
 use moescope_engine::{
     generate, CaptureData, ChatMessage, Checkpoint, GenerateOptions, MoeHook, Recorder,
-    RoutingPolicy,
+    RoutingPolicy, SteeringProfile,
 };
 
 use crate::cli::{Cli, Command, GenerateArgs, ModelArgs};
@@ -212,9 +212,8 @@ fn human(n: usize) -> String {
     }
 }
 
-/// Parses `--mask LAYER:EXPERT` values into a policy.
-fn mask_policy(masks: &[String]) -> Result<RoutingPolicy> {
-    let mut policy = RoutingPolicy::new();
+/// Adds `--mask LAYER:EXPERT` values to a policy.
+fn add_masks(policy: &mut RoutingPolicy, masks: &[String]) -> Result<()> {
     for m in masks {
         let parsed = m
             .split_once(':')
@@ -224,34 +223,21 @@ fn mask_policy(masks: &[String]) -> Result<RoutingPolicy> {
         };
         policy.mask(layer, expert);
     }
-    Ok(policy)
+    Ok(())
 }
 
 fn generate_cmd(args: &GenerateArgs) -> Result<()> {
     let ck = load(&args.model)?;
     let c = ck.model.config();
-    let policy = mask_policy(&args.mask)?;
+    let mut policy = match &args.steer {
+        Some(path) => SteeringProfile::load(path, c)?.1,
+        None => RoutingPolicy::new(),
+    };
+    add_masks(&mut policy, &args.mask)?;
     policy
         .validate(&c.moe_layers(), c.moe.num_experts, c.moe.top_k)
         .context("--mask")?;
-    let text = match (&args.prompt, &args.chat) {
-        (Some(p), _) => p.clone(),
-        (None, Some(user)) => {
-            let mut messages = Vec::new();
-            if let Some(s) = &args.system {
-                messages.push(ChatMessage {
-                    role: "system".into(),
-                    content: s.clone(),
-                });
-            }
-            messages.push(ChatMessage {
-                role: "user".into(),
-                content: user.clone(),
-            });
-            ck.codec.apply_chat_template(&messages)?
-        }
-        (None, None) => bail!("give --prompt TEXT or --chat MESSAGE"),
-    };
+    let text = prompt_text(&ck, args)?;
     let prompt = ck.codec.encode(&text)?;
     if prompt.is_empty() {
         bail!("the prompt is empty after tokenisation; give some text");
@@ -268,35 +254,66 @@ fn generate_cmd(args: &GenerateArgs) -> Result<()> {
     if args.show_routing {
         recorder.subscribe_all_layers(MoeHook::TopkIds);
     }
-    print!("{text}");
-    let mut stdout = std::io::stdout();
-    stdout.flush()?;
-    let mut generated = Vec::new();
-    let mut printed = 0;
-    let out = generate(
-        &ck.model,
-        Some(&ck.codec),
-        std::slice::from_ref(&prompt),
-        &opts,
-        &policy,
-        args.show_routing.then_some(&mut recorder),
-        |_, t| {
-            generated.push(t);
-            // Print whole characters only: a byte-level token may end mid-character.
-            if let Ok(s) = ck.codec.decode(&generated) {
-                if !s.ends_with('\u{fffd}') && s.len() > printed && s.is_char_boundary(printed) {
-                    print!("{}", &s[printed..]);
-                    printed = s.len();
-                    let _ = std::io::stdout().flush();
-                }
-            }
-        },
-    )?;
-    let result = &out[0];
-    if result.text.len() > printed && result.text.is_char_boundary(printed) {
-        print!("{}", &result.text[printed..]);
-    }
-    println!();
+    let prompts = std::slice::from_ref(&prompt);
+    let result = if policy.is_empty() {
+        print!("{text}");
+        std::io::stdout().flush()?;
+        let mut streamer = Streamer::default();
+        let out = generate(
+            &ck.model,
+            Some(&ck.codec),
+            prompts,
+            &opts,
+            &policy,
+            args.show_routing.then_some(&mut recorder),
+            |_, t| streamer.push(&ck, t),
+        )?
+        .remove(0);
+        streamer.finish(&out.text);
+        out
+    } else {
+        let none = RoutingPolicy::new();
+        let base = generate(
+            &ck.model,
+            Some(&ck.codec),
+            prompts,
+            &opts,
+            &none,
+            None,
+            |_, _| {},
+        )?
+        .remove(0);
+        let rec = args.show_routing.then_some(&mut recorder);
+        let steered = generate(
+            &ck.model,
+            Some(&ck.codec),
+            prompts,
+            &opts,
+            &policy,
+            rec,
+            |_, _| {},
+        )?
+        .remove(0);
+        println!(
+            "── baseline ─────────────────────────────\n{text}{}",
+            base.text
+        );
+        println!(
+            "── steered ──────────────────────────────\n{text}{}",
+            steered.text
+        );
+        match base
+            .tokens
+            .iter()
+            .zip(&steered.tokens)
+            .position(|(a, b)| a != b)
+        {
+            Some(i) => println!("── outputs differ from generated token {i} on"),
+            None if base.tokens == steered.tokens => println!("── outputs are identical"),
+            None => println!("── outputs agree until one of them stops"),
+        }
+        steered
+    };
     eprintln!(
         "[{} tokens, stopped: {:?}]",
         result.tokens.len(),
@@ -306,6 +323,60 @@ fn generate_cmd(args: &GenerateArgs) -> Result<()> {
         print_routing(&ck, &prompt, &result.tokens, &recorder)?;
     }
     Ok(())
+}
+
+/// The text to feed the model: the raw prompt, or the chat message through the template.
+fn prompt_text(ck: &Checkpoint, args: &GenerateArgs) -> Result<String> {
+    match (&args.prompt, &args.chat) {
+        (Some(p), _) => Ok(p.clone()),
+        (None, Some(user)) => {
+            let mut messages = Vec::new();
+            if let Some(s) = &args.system {
+                messages.push(ChatMessage {
+                    role: "system".into(),
+                    content: s.clone(),
+                });
+            }
+            messages.push(ChatMessage {
+                role: "user".into(),
+                content: user.clone(),
+            });
+            Ok(ck.codec.apply_chat_template(&messages)?)
+        }
+        (None, None) => bail!("give --prompt TEXT or --chat MESSAGE"),
+    }
+}
+
+/// Prints generated text as it arrives, whole characters only (a byte-level token may end in
+/// the middle of one).
+#[derive(Default)]
+struct Streamer {
+    tokens: Vec<u32>,
+    printed: usize,
+}
+
+impl Streamer {
+    fn push(&mut self, ck: &Checkpoint, token: u32) {
+        self.tokens.push(token);
+        if let Ok(s) = ck.codec.decode(&self.tokens) {
+            if !s.ends_with('\u{fffd}')
+                && s.len() > self.printed
+                && s.is_char_boundary(self.printed)
+            {
+                print!("{}", &s[self.printed..]);
+                self.printed = s.len();
+                let _ = std::io::stdout().flush();
+            }
+        }
+    }
+
+    /// Prints whatever of the final text is still unprinted, and ends the line.
+    fn finish(&self, text: &str) {
+        if text.len() > self.printed && text.is_char_boundary(self.printed) {
+            print!("{}", &text[self.printed..]);
+        }
+        println!();
+    }
 }
 
 /// Prints, per token, the experts chosen at each MoE layer.

@@ -96,6 +96,52 @@ fn chat_goes_through_the_template() {
 }
 
 #[test]
+fn steer_prints_baseline_and_steered_and_masks_take_effect() {
+    let profile = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/examples/steer-default-model.toml"
+    );
+    let args = [
+        "generate",
+        "--prompt",
+        "The quick brown fox",
+        "--max-tokens",
+        "8",
+    ];
+    let (ok, out, err) = moescope(&[&args[..], &["--steer", profile, "--show-routing"]].concat());
+    assert!(ok, "{err}");
+    assert!(
+        out.contains("── baseline") && out.contains("── steered"),
+        "{out}"
+    );
+    assert!(out.contains("differ from generated token"), "{out}");
+    // The routing table (steered run): layer 2 never uses the masked experts 0, 5, 11, and
+    // layer 1 uses the forced expert 0 on every generated token.
+    for row in out.lines().filter(|l| l.contains(" | ")).skip(1) {
+        let (l1, l2) = row.rsplit_once(" | ").unwrap();
+        let l2: Vec<&str> = l2.trim().split(',').collect();
+        assert!(!l2.iter().any(|e| ["0", "5", "11"].contains(e)), "{row}");
+        if row.contains("\"*") {
+            let l1_ids = l1.split_whitespace().last().unwrap();
+            assert!(l1_ids.split(',').any(|e| e == "0"), "{row}");
+        }
+    }
+    let bad = std::env::temp_dir().join(format!("moescope-bad-steer-{}.toml", std::process::id()));
+    std::fs::write(
+        &bad,
+        "version = 1\n\n[[intervention]]\nlayer = 1\nexpert = 99\nkind = \"force\"\n",
+    )
+    .unwrap();
+    let (ok, _, err) = moescope(&[&args[..], &["--steer", bad.to_str().unwrap()]].concat());
+    std::fs::remove_file(&bad).unwrap();
+    assert!(!ok);
+    assert!(
+        err.contains("line 3") && err.contains("expert 99 does not exist"),
+        "{err}"
+    );
+}
+
+#[test]
 fn bad_arguments_fail_with_a_message() {
     let (ok, _, err) = moescope(&["info", "--model", "/no/such/folder"]);
     assert!(!ok);

@@ -112,6 +112,16 @@ pub enum EngineError {
     /// A routing intervention names a layer or expert the model lacks, or cannot be honoured.
     #[error("invalid routing policy: {0}")]
     InvalidPolicy(String),
+    /// A steering profile is malformed or asks for something the model can't do.
+    #[error("{path}{}: {message}", line.map(|l| format!(" line {l}")).unwrap_or_default())]
+    Profile {
+        /// The profile file.
+        path: PathBuf,
+        /// The 1-based line of the offending entry, where known.
+        line: Option<usize>,
+        /// What is wrong and what was expected.
+        message: String,
+    },
     /// A hook point name does not parse.
     #[error("invalid hook point `{name}`: {message}")]
     InvalidHook {
