@@ -72,6 +72,16 @@ pub struct GenerateArgs {
     /// together.
     #[arg(long, value_name = "FILE")]
     pub steer: Option<PathBuf>,
+    /// Self-contrast decoding against the same model routed to K experts per token at every
+    /// MoE layer (e.g. 1).
+    #[arg(long, value_name = "K")]
+    pub contrast_top_k: Option<usize>,
+    /// Self-contrast β: how strongly the weak routing's log-probabilities are subtracted.
+    #[arg(long, default_value_t = 0.5, requires = "contrast_top_k")]
+    pub contrast_beta: f32,
+    /// Self-contrast α: tokens below α × the best strong probability are never chosen.
+    #[arg(long, default_value_t = 0.1, requires = "contrast_top_k")]
+    pub contrast_alpha: f32,
     /// After the text, print the experts each generated token was routed to at every MoE layer.
     #[arg(long)]
     pub show_routing: bool,

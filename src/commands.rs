@@ -10,7 +10,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use moescope_engine::config::QkNorm;
 use moescope_engine::{
     generate, CaptureData, ChatMessage, Checkpoint, GenerateOptions, MoeHook, Recorder,
-    RoutingPolicy, SteeringProfile,
+    RoutingPolicy, SelfContrast, SteeringProfile,
 };
 
 use crate::cli::{Cli, Command, GenerateArgs, ModelArgs};
@@ -249,6 +249,18 @@ fn generate_cmd(args: &GenerateArgs) -> Result<()> {
         seed: args.seed,
         stop_strings: args.stop.clone(),
         ignore_eos: false,
+        contrast: match args.contrast_top_k {
+            None => None,
+            Some(k) => {
+                let contrast =
+                    SelfContrast::weak_top_k(c, k, args.contrast_beta, args.contrast_alpha);
+                contrast
+                    .weak
+                    .validate(&c.moe_layers(), c.moe.num_experts, c.moe.top_k)
+                    .context("--contrast-top-k")?;
+                Some(contrast)
+            }
+        },
     };
     let mut recorder = Recorder::new();
     if args.show_routing {

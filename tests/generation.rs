@@ -5,7 +5,9 @@ mod common;
 
 use candle_core::Device;
 use common::{fixture, Golden};
-use moescope_engine::{generate, Checkpoint, GenerateOptions, RoutingPolicy, StopReason};
+use moescope_engine::{
+    generate, Checkpoint, GenerateOptions, RoutingPolicy, SelfContrast, StopReason,
+};
 
 fn greedy_reference() -> (Vec<Vec<u32>>, Vec<u32>) {
     let golden = Golden::load("qwen3_moe");
@@ -102,4 +104,46 @@ fn sampling_is_reproducible_for_a_seed_and_differs_across_seeds() {
         others.iter().any(|o| *o != a.tokens),
         "five seeds gave the same sample"
     );
+}
+
+#[test]
+fn self_contrast_reduces_to_greedy_when_it_should() {
+    let (prompt, expected) = greedy_reference();
+    let ck = Checkpoint::open(&fixture("qwen3_moe"), &Device::Cpu).unwrap();
+    let tokens = |contrast| {
+        let opts = GenerateOptions {
+            max_new_tokens: 10,
+            ignore_eos: true,
+            contrast: Some(contrast),
+            ..Default::default()
+        };
+        generate(
+            &ck.model,
+            None,
+            &prompt,
+            &opts,
+            &RoutingPolicy::new(),
+            None,
+            |_, _| {},
+        )
+        .unwrap()
+        .remove(0)
+        .tokens
+    };
+    let config = ck.model.config();
+    // β = 0: only the strong distribution counts, and its best token is always plausible.
+    assert_eq!(
+        tokens(SelfContrast::weak_top_k(config, 1, 0.0, 0.1)),
+        expected
+    );
+    // A weak pass routed like the strong one: (1 + β)·s − β·s = s.
+    let same = SelfContrast {
+        weak: RoutingPolicy::new(),
+        beta: 2.0,
+        alpha: 0.1,
+    };
+    assert_eq!(tokens(same), expected);
+    // A real contrast against top-1 routing runs and stays within the vocabulary.
+    let contrasted = tokens(SelfContrast::weak_top_k(config, 1, 1.0, 0.1));
+    assert_eq!(contrasted.len(), 10);
 }

@@ -4,6 +4,7 @@
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
+use crate::contrast::SelfContrast;
 use crate::error::{EngineError, Result};
 use crate::hooks::Recorder;
 use crate::model::{ForwardOptions, KvCache, LogitsFor, MoeModel};
@@ -25,6 +26,8 @@ pub struct GenerateOptions {
     pub stop_strings: Vec<String>,
     /// Keep going past EOS tokens (for benchmarks and reference comparisons).
     pub ignore_eos: bool,
+    /// Self-contrast decoding against a weaker routing of the same model, if wanted.
+    pub contrast: Option<SelfContrast>,
 }
 
 impl Default for GenerateOptions {
@@ -36,6 +39,7 @@ impl Default for GenerateOptions {
             seed: 0,
             stop_strings: Vec::new(),
             ignore_eos: false,
+            contrast: None,
         }
     }
 }
@@ -108,8 +112,12 @@ pub fn generate(
         tokens.push([vec![0u32; pad], p.clone()].concat());
         valid.push([vec![false; pad], vec![true; p.len()]].concat());
     }
+    if let Some(c) = &opts.contrast {
+        c.validate().map_err(EngineError::InvalidInput)?;
+    }
     let mut rng = StdRng::seed_from_u64(opts.seed);
     let mut cache = KvCache::new();
+    let mut weak_cache = KvCache::new();
     let mut out: Vec<Generated> = (0..batch)
         .map(|_| Generated {
             tokens: Vec::new(),
@@ -119,22 +127,42 @@ pub fn generate(
         .collect();
     let mut done = vec![false; batch];
     for step in 0..opts.max_new_tokens {
+        let phase = if step == 0 {
+            Phase::Prompt
+        } else {
+            Phase::Generated
+        };
         let logits = model.forward(
             &tokens,
             &valid,
             &mut cache,
             ForwardOptions {
                 policy,
-                phase: if step == 0 {
-                    Phase::Prompt
-                } else {
-                    Phase::Generated
-                },
+                phase,
                 recorder: recorder.as_deref_mut(),
                 logits_for: LogitsFor::Last,
             },
         )?;
-        let rows: Vec<Vec<f32>> = logits.squeeze(1)?.to_vec2()?;
+        let mut rows: Vec<Vec<f32>> = logits.squeeze(1)?.to_vec2()?;
+        if let Some(c) = &opts.contrast {
+            let weak = model.forward(
+                &tokens,
+                &valid,
+                &mut weak_cache,
+                ForwardOptions {
+                    policy: &c.weak,
+                    phase,
+                    recorder: None,
+                    logits_for: LogitsFor::Last,
+                },
+            )?;
+            let weak: Vec<Vec<f32>> = weak.squeeze(1)?.to_vec2()?;
+            rows = rows
+                .iter()
+                .zip(&weak)
+                .map(|(s, w)| c.combine(s, w))
+                .collect();
+        }
         let mut next = Vec::with_capacity(batch);
         for (b, row) in rows.iter().enumerate() {
             let t = pick(row, opts, &mut rng);

@@ -5,6 +5,7 @@
 pub mod attention;
 pub mod checkpoint;
 pub mod config;
+pub mod contrast;
 pub mod error;
 pub mod generate;
 pub mod hooks;
@@ -22,6 +23,7 @@ pub mod weights;
 
 pub use checkpoint::Checkpoint;
 pub use config::{Architecture, ModelConfig};
+pub use contrast::SelfContrast;
 pub use error::{EngineError, Result};
 pub use generate::{generate, GenerateOptions, Generated, StopReason};
 pub use hooks::{Capture, CaptureData, HookPattern, HookPoint, MoeHook, Recorder};

@@ -186,6 +186,9 @@ impl MoeModel {
         let batch = tokens.len();
         let seq = tokens.first().map_or(0, Vec::len);
         self.check_input(tokens, valid, cache)?;
+        let c = &self.config;
+        opts.policy
+            .validate(&c.moe_layers(), c.moe.num_experts, c.moe.top_k)?;
         if cache.layers.is_empty() {
             cache.layers = vec![LayerKv::default(); self.layers.len()];
             cache.valid = vec![Vec::new(); batch];
