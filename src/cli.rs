@@ -22,6 +22,47 @@ pub enum Command {
     Generate(GenerateArgs),
     /// Measure prefill and decode throughput, with and without routing capture.
     Bench(BenchArgs),
+    /// Measure behaviour on a prompt set, unsteered and steered, with bootstrap intervals.
+    Eval(EvalArgs),
+}
+
+/// `moescope eval`.
+#[derive(Debug, Args)]
+pub struct EvalArgs {
+    #[command(flatten)]
+    pub model: ModelArgs,
+    /// A JSONL prompt set (see datasets/README.md).
+    #[arg(long, value_name = "FILE")]
+    pub prompts: PathBuf,
+    /// A steering profile to compare against the unsteered model.
+    #[arg(long, value_name = "FILE")]
+    pub steer: Option<PathBuf>,
+    /// Experts to mask, LAYER:EXPERT (repeatable), added to the profile.
+    #[arg(long = "mask", value_name = "LAYER:EXPERT")]
+    pub mask: Vec<String>,
+    /// `rules:FILE` (share of generations matching each rule of a TOML rules file),
+    /// `target-logprob` (log-probability of each prompt's `target`), `perplexity` (of the
+    /// prompts' own text). Repeatable.
+    #[arg(long = "metric", value_name = "METRIC", required = true)]
+    pub metrics: Vec<String>,
+    /// Tokens generated per prompt for rule metrics (greedy).
+    #[arg(long, default_value_t = 48)]
+    pub max_tokens: usize,
+    /// Prompts generated together.
+    #[arg(long, default_value_t = 8)]
+    pub batch: usize,
+    /// Bootstrap resamples.
+    #[arg(long, default_value_t = 1000)]
+    pub resamples: usize,
+    /// Confidence level of the intervals.
+    #[arg(long, default_value_t = 0.95)]
+    pub level: f64,
+    /// Seed of the bootstrap.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Print JSON lines instead of a table.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// Which checkpoint to load and where to run it.

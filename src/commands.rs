@@ -1,7 +1,7 @@
 //! The subcommands: each loads what it needs through the engine and prints the result.
 
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
@@ -24,6 +24,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Info(args) => info(&args),
         Command::Generate(args) => generate_cmd(&args),
         Command::Bench(args) => crate::bench::run(&args),
+        Command::Eval(args) => crate::eval::run(&args),
     }
 }
 
@@ -212,6 +213,24 @@ fn human(n: usize) -> String {
     }
 }
 
+/// The policy from `--steer` and `--mask`, checked against the model.
+pub fn steering_policy(
+    ck: &Checkpoint,
+    steer: Option<&Path>,
+    masks: &[String],
+) -> Result<RoutingPolicy> {
+    let c = ck.model.config();
+    let mut policy = match steer {
+        Some(path) => SteeringProfile::load(path, c)?.1,
+        None => RoutingPolicy::new(),
+    };
+    add_masks(&mut policy, masks)?;
+    policy
+        .validate(&c.moe_layers(), c.moe.num_experts, c.moe.top_k)
+        .context("--mask")?;
+    Ok(policy)
+}
+
 /// Adds `--mask LAYER:EXPERT` values to a policy.
 fn add_masks(policy: &mut RoutingPolicy, masks: &[String]) -> Result<()> {
     for m in masks {
@@ -229,14 +248,7 @@ fn add_masks(policy: &mut RoutingPolicy, masks: &[String]) -> Result<()> {
 fn generate_cmd(args: &GenerateArgs) -> Result<()> {
     let ck = load(&args.model)?;
     let c = ck.model.config();
-    let mut policy = match &args.steer {
-        Some(path) => SteeringProfile::load(path, c)?.1,
-        None => RoutingPolicy::new(),
-    };
-    add_masks(&mut policy, &args.mask)?;
-    policy
-        .validate(&c.moe_layers(), c.moe.num_experts, c.moe.top_k)
-        .context("--mask")?;
+    let policy = steering_policy(&ck, args.steer.as_deref(), &args.mask)?;
     let text = prompt_text(&ck, args)?;
     let prompt = ck.codec.encode(&text)?;
     if prompt.is_empty() {

@@ -4,6 +4,7 @@
 mod bench;
 mod cli;
 mod commands;
+mod eval;
 
 use std::process::ExitCode;
 

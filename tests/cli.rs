@@ -142,6 +142,59 @@ fn steer_prints_baseline_and_steered_and_masks_take_effect() {
 }
 
 #[test]
+fn eval_reports_baseline_and_steered_with_intervals() {
+    let root = env!("CARGO_MANIFEST_DIR");
+    let prompts = format!("{root}/datasets/examples/smoke.jsonl");
+    let rules = format!("rules:{root}/datasets/examples/rules.toml");
+    let profile = format!("{root}/examples/steer-default-model.toml");
+    let args = [
+        "eval",
+        "--prompts",
+        &prompts,
+        "--steer",
+        &profile,
+        "--metric",
+        &rules,
+        "--metric",
+        "perplexity",
+        "--metric",
+        "target-logprob",
+        "--max-tokens",
+        "6",
+        "--json",
+    ];
+    let (ok, out, err) = moescope(&args);
+    assert!(ok, "{err}");
+    let rows: Vec<serde_json::Value> = out
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let get = |metric: &str, variant: &str| -> &serde_json::Value {
+        rows.iter()
+            .find(|r| r["metric"] == metric && r["variant"] == variant)
+            .unwrap_or_else(|| panic!("no {metric}/{variant} in {out}"))
+    };
+    for variant in ["baseline", "steered"] {
+        let p = get("perplexity", variant);
+        let (v, lo, hi) = (
+            p["value"].as_f64().unwrap(),
+            p["low"].as_f64().unwrap(),
+            p["high"].as_f64().unwrap(),
+        );
+        assert!(lo <= v && v <= hi && v > 1.0, "{p}");
+        assert_eq!(get("rate: refusal", variant)["n"], 6);
+        assert_eq!(get("target log-prob", variant)["n"], 4);
+    }
+    // Masking experts the prompts use changes the likelihood of the text.
+    assert_ne!(
+        get("perplexity", "baseline")["value"],
+        get("perplexity", "steered")["value"]
+    );
+    let (ok, _, err) = moescope(&["eval", "--prompts", &prompts, "--metric", "bleu"]);
+    assert!(!ok && err.contains("expected rules:FILE"), "{err}");
+}
+
+#[test]
 fn bad_arguments_fail_with_a_message() {
     let (ok, _, err) = moescope(&["info", "--model", "/no/such/folder"]);
     assert!(!ok);

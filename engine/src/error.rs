@@ -122,6 +122,16 @@ pub enum EngineError {
         /// What is wrong and what was expected.
         message: String,
     },
+    /// A line of a prompt set is malformed.
+    #[error("{path} line {line}: {message}")]
+    Dataset {
+        /// The prompt-set file.
+        path: PathBuf,
+        /// The 1-based line.
+        line: usize,
+        /// What is wrong and what was expected.
+        message: String,
+    },
     /// A hook point name does not parse.
     #[error("invalid hook point `{name}`: {message}")]
     InvalidHook {

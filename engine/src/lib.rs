@@ -16,8 +16,10 @@ pub mod moe;
 pub mod ops;
 pub mod policy;
 pub mod profile;
+pub mod prompts;
 pub mod rope;
 pub mod routing;
+pub mod scoring;
 pub mod tokenizer;
 pub mod weights;
 
@@ -30,5 +32,6 @@ pub use hooks::{Capture, CaptureData, HookPattern, HookPoint, MoeHook, Recorder}
 pub use model::{ForwardOptions, KvCache, LogitsFor, MoeModel};
 pub use policy::{ExpertEdit, Phase, RoutingPolicy, Scope};
 pub use profile::SteeringProfile;
+pub use prompts::{load_prompt_set, PromptInput, PromptRecord};
 pub use routing::RoutingRule;
 pub use tokenizer::{ChatMessage, TextCodec};
