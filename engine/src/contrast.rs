@@ -56,7 +56,8 @@ impl SelfContrast {
     }
 }
 
-fn log_softmax(x: &[f32]) -> Vec<f32> {
+/// `x − logsumexp(x)`, computed stably.
+pub fn log_softmax(x: &[f32]) -> Vec<f32> {
     let max = x.iter().copied().fold(f32::NEG_INFINITY, f32::max);
     let lse = max + x.iter().map(|v| (v - max).exp()).sum::<f32>().ln();
     x.iter().map(|v| v - lse).collect()

@@ -253,12 +253,16 @@ mod tests {
         assert!((r.weights[0] - 1.25).abs() < 1e-6 && (r.weights[1] - 1.25).abs() < 1e-6);
     }
 
-    #[test]
-    fn group_limit_keeps_the_best_groups_by_hand() {
-        // Eight experts in four groups of two; scores (sigmoid of the logits) by hand.
+    /// Logits whose sigmoid scores are, for eight experts in four groups of two,
+    /// 0.9, 0.1 | 0.5, 0.5 | 0.8, 0.05 | 0.3, 0.2.
+    fn grouped_logits() -> Vec<f32> {
         let scores = [0.9f32, 0.1, 0.5, 0.5, 0.8, 0.05, 0.3, 0.2];
-        let logits: Vec<f32> = scores.iter().map(|s| (s / (1.0 - s)).ln()).collect();
-        let rule = |score| RoutingRule {
+        scores.iter().map(|s| (s / (1.0 - s)).ln()).collect()
+    }
+
+    /// Sigmoid routing keeping the best two of four groups, unnormalised.
+    fn grouped_sigmoid(score: GroupScore) -> RoutingRule {
+        RoutingRule {
             scoring: Scoring::Sigmoid,
             norm_topk_prob: false,
             scaling: 1.0,
@@ -267,7 +271,12 @@ mod tests {
                 top_groups: 2,
                 score,
             }),
-        };
+        }
+    }
+
+    #[test]
+    fn group_limit_keeps_the_best_groups_by_hand() {
+        let (logits, rule) = (grouped_logits(), grouped_sigmoid);
         // Sum of top two: groups score 1.0, 1.0, 0.85, 0.5 → groups 0 and 1 → experts 0, 2.
         let r = rule(GroupScore::SumTop2).route(&logits, 8, 2, None, &[]);
         assert_eq!(r.ids, vec![0, 2]);
@@ -284,20 +293,9 @@ mod tests {
 
     #[test]
     fn forced_expert_keeps_its_group_under_group_limits() {
-        // Same scores as above; forcing expert 7 (group 3, the worst) keeps group 3 and the best
+        // Forcing expert 7 (group 3, the worst) keeps group 3 and the best
         // other group (0), so the choice is 7 first, then 0.
-        let scores = [0.9f32, 0.1, 0.5, 0.5, 0.8, 0.05, 0.3, 0.2];
-        let logits: Vec<f32> = scores.iter().map(|s| (s / (1.0 - s)).ln()).collect();
-        let rule = RoutingRule {
-            scoring: Scoring::Sigmoid,
-            norm_topk_prob: false,
-            scaling: 1.0,
-            group_limit: Some(GroupLimit {
-                groups: 4,
-                top_groups: 2,
-                score: GroupScore::SumTop2,
-            }),
-        };
+        let (logits, rule) = (grouped_logits(), grouped_sigmoid(GroupScore::SumTop2));
         let r = rule.route(&logits, 8, 2, None, &[7]);
         assert_eq!(r.ids, vec![7, 0]);
         assert!((r.weights[0] - 0.2).abs() < 1e-6 && (r.weights[1] - 0.9).abs() < 1e-6);

@@ -3,6 +3,7 @@
 
 use candle_core::Tensor;
 
+use crate::contrast::log_softmax;
 use crate::error::{EngineError, Result};
 use crate::model::{ForwardOptions, KvCache, LogitsFor, MoeModel};
 use crate::policy::{Phase, RoutingPolicy};
@@ -83,15 +84,6 @@ fn token_logprobs(logits: &Tensor, targets: &[u32]) -> Result<f64> {
     Ok(rows
         .iter()
         .zip(targets)
-        .map(|(row, &t)| {
-            let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-            let lse = f64::from(max)
-                + row
-                    .iter()
-                    .map(|&v| f64::from(v - max).exp())
-                    .sum::<f64>()
-                    .ln();
-            f64::from(row[t as usize]) - lse
-        })
+        .map(|(row, &t)| f64::from(log_softmax(row)[t as usize]))
         .sum())
 }
