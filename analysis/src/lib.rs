@@ -1,3 +1,4 @@
+#![warn(missing_docs)]
 //! Statistics over recorded routing and model outputs: behaviour classifiers and confidence
 //! intervals today; frequency, nPMI, risk difference and the other expert rankings build on them.
 
