@@ -1,8 +1,8 @@
 #![warn(missing_docs)]
 //! moescope's inference engine: loads Hugging Face MoE checkpoints (Mixtral, OLMoE, Qwen2-MoE,
 //! Qwen3-MoE, DeepSeek-V2/V3, GPT-OSS), runs them with named routing hook points, and routes
-//! every token through one
-//! [`routing::RoutingPolicy`] step where interventions such as expert masks apply.
+//! every token through one [`RoutingPolicy`] step where interventions (masks, forcing,
+//! re-weighting, …) apply.
 
 pub mod attention;
 pub mod checkpoint;
