@@ -24,6 +24,127 @@ pub enum Command {
     Bench(BenchArgs),
     /// Measure behaviour on a prompt set, unsteered and steered, with bootstrap intervals.
     Eval(EvalArgs),
+    /// Record the routing of every token of a prompt set to Parquet (records folder).
+    Record(RecordArgs),
+    /// Rank experts by a statistic over a records folder; writes Parquet, CSV, Markdown, SVG.
+    Analyze(AnalyzeArgs),
+}
+
+/// `moescope record`.
+#[derive(Debug, Args)]
+pub struct RecordArgs {
+    #[command(flatten)]
+    pub model: ModelArgs,
+    /// A JSONL prompt set (see datasets/README.md).
+    #[arg(long, value_name = "FILE")]
+    pub prompts: PathBuf,
+    /// The records folder to write (routing.parquet, sequences.parquet, run.parquet).
+    #[arg(long, value_name = "DIR")]
+    pub out: PathBuf,
+    /// Also generate this many tokens per prompt (greedy) and record their routing.
+    #[arg(long, default_value_t = 0, value_name = "N")]
+    pub generate: usize,
+    /// Also write router_probs.parquet with every expert's router probability.
+    #[arg(long)]
+    pub full_probs: bool,
+    /// Prompts run together.
+    #[arg(long, default_value_t = 8)]
+    pub batch: usize,
+    /// A steering profile in effect while recording.
+    #[arg(long, value_name = "FILE")]
+    pub steer: Option<PathBuf>,
+    /// Experts to mask while recording, LAYER:EXPERT (repeatable).
+    #[arg(long = "mask", value_name = "LAYER:EXPERT")]
+    pub mask: Vec<String>,
+    /// Identifier written in every row (default: run-<unix time>).
+    #[arg(long)]
+    pub run_id: Option<String>,
+}
+
+/// `moescope analyze`.
+#[derive(Debug, Args)]
+pub struct AnalyzeArgs {
+    /// The statistic.
+    #[command(subcommand)]
+    pub stat: Stat,
+}
+
+/// Options every statistic takes.
+#[derive(Debug, Args)]
+pub struct StatCommon {
+    /// A records folder written by `moescope record`.
+    #[arg(long, value_name = "DIR")]
+    pub records: PathBuf,
+    /// Output path without extension: writes OUT.parquet, OUT.csv, OUT.md and SVG plots.
+    #[arg(long, value_name = "OUT")]
+    pub out: PathBuf,
+    /// Token positions counted: all, prompt or generated.
+    #[arg(long, default_value = "all")]
+    pub positions: String,
+    /// Rows shown on the terminal, in the Markdown table and in the bar chart.
+    #[arg(long, default_value_t = 20)]
+    pub top: usize,
+}
+
+/// The statistics of `moescope analyze`.
+#[derive(Debug, Subcommand)]
+pub enum Stat {
+    /// Activation count, rate and mean weight per expert; per-layer entropy and imbalance;
+    /// co-activation of expert pairs.
+    Freq(StatCommon),
+    /// nPMI between a token event and each expert.
+    Npmi {
+        #[command(flatten)]
+        common: StatCommon,
+        /// Event: the token is one of these (comma-separated), e.g. "<think>,</think>".
+        #[arg(long, conflicts_with_all = ["label", "span"])]
+        tokens: Option<String>,
+        /// Event: the token's sequence has this label.
+        #[arg(long, conflicts_with = "span")]
+        label: Option<String>,
+        /// Event: the token lies in a span OPEN,CLOSE (both included), e.g. "<think>,</think>".
+        #[arg(long)]
+        span: Option<String>,
+        /// Drop (layer, expert) pairs seen together fewer times than this.
+        #[arg(long, default_value_t = 5)]
+        min_count: u64,
+    },
+    /// Risk difference p1 − p2 between two labelled sets, ranked by |Δ|.
+    Rd(SetsArgs),
+    /// Behaviour set vs control set, ranked by a two-proportion z-test.
+    Contrast(SetsArgs),
+    /// Local routing consistency per layer (segment routing best performance, cache hit rate).
+    Consistency {
+        #[command(flatten)]
+        common: StatCommon,
+        /// Segment length in tokens.
+        #[arg(long, default_value_t = 16)]
+        segment: usize,
+        /// Cache size in experts.
+        #[arg(long, default_value_t = 4)]
+        cache: usize,
+    },
+    /// Experts whose down-projection output peaks far above their layer's median.
+    SuperExperts {
+        #[command(flatten)]
+        common: StatCommon,
+        /// Flag an expert whose peak reaches this many times the layer's median peak.
+        #[arg(long, default_value_t = 10.0)]
+        factor: f64,
+    },
+}
+
+/// Two labelled sets to compare.
+#[derive(Debug, Args)]
+pub struct SetsArgs {
+    #[command(flatten)]
+    pub common: StatCommon,
+    /// Label of the behaviour set (e.g. refusal).
+    #[arg(long)]
+    pub behaviour: String,
+    /// Label of the control set (e.g. comply).
+    #[arg(long)]
+    pub control: String,
 }
 
 /// `moescope eval`.
@@ -42,7 +163,8 @@ pub struct EvalArgs {
     pub mask: Vec<String>,
     /// `rules:FILE` (share of generations matching each rule of a TOML rules file),
     /// `target-logprob` (log-probability of each prompt's `target`), `perplexity` (of the
-    /// prompts' own text). Repeatable.
+    /// prompts' own text), `answer` (share of generations containing each prompt's `target` as a
+    /// whole word). Repeatable.
     #[arg(long = "metric", value_name = "METRIC", required = true)]
     pub metrics: Vec<String>,
     /// Tokens generated per prompt for rule metrics (greedy).

@@ -25,6 +25,8 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Generate(args) => generate_cmd(&args),
         Command::Bench(args) => crate::bench::run(&args),
         Command::Eval(args) => crate::eval::run(&args),
+        Command::Record(args) => crate::record::run(&args),
+        Command::Analyze(args) => crate::analyze::run(&args),
     }
 }
 

@@ -19,6 +19,7 @@ enum Metric {
     Rules(RuleSet),
     TargetLogprob,
     Perplexity,
+    Answer,
 }
 
 /// One row of the report.
@@ -33,7 +34,8 @@ fn parse_metric(spec: &str) -> Result<Metric> {
         Some(("rules", file)) => Metric::Rules(RuleSet::load(&PathBuf::from(file))?),
         None if spec == "target-logprob" => Metric::TargetLogprob,
         None if spec == "perplexity" => Metric::Perplexity,
-        _ => bail!("--metric {spec}: expected rules:FILE, target-logprob or perplexity"),
+        None if spec == "answer" => Metric::Answer,
+        _ => bail!("--metric {spec}: expected rules:FILE, target-logprob, perplexity or answer"),
     })
 }
 
@@ -123,6 +125,26 @@ impl Ctx<'_> {
                     })
                     .collect()
             }
+            Metric::Answer => {
+                if records.iter().any(|r| r.target.is_none()) {
+                    bail!("answer: every prompt needs a `target` (the expected answer)");
+                }
+                let outputs = self.generate_all(texts)?;
+                let hits: Vec<f64> = outputs
+                    .iter()
+                    .zip(records)
+                    .map(|(o, r)| {
+                        f64::from(u8::from(contains_word(
+                            o,
+                            r.target.as_deref().unwrap_or(""),
+                        )))
+                    })
+                    .collect();
+                vec![row(
+                    "rate: answer contains target".into(),
+                    bootstrap_mean(&hits, a.resamples, a.level, a.seed),
+                )]
+            }
             Metric::TargetLogprob => {
                 let mut values = Vec::new();
                 for (r, context) in records.iter().zip(texts) {
@@ -210,5 +232,31 @@ fn print_rows(rows: &[Row], args: &EvalArgs) {
             "| {} | {} | {:.4} | [{:.4}, {:.4}] | {} |",
             r.metric, r.variant, e.value, e.low, e.high, e.n
         );
+    }
+}
+
+/// Whether `needle` occurs in `text` not glued to letters or digits (so "12" is not found in
+/// "112").
+fn contains_word(text: &str, needle: &str) -> bool {
+    if needle.is_empty() {
+        return false;
+    }
+    text.match_indices(needle).any(|(i, _)| {
+        let before = text[..i].chars().next_back();
+        let after = text[i + needle.len()..].chars().next();
+        !before.is_some_and(char::is_alphanumeric) && !after.is_some_and(char::is_alphanumeric)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::contains_word;
+
+    #[test]
+    fn answers_match_whole_numbers_only() {
+        assert!(contains_word("The answer is 52.", "52"));
+        assert!(!contains_word("The answer is 152.", "52"));
+        assert!(!contains_word("The answer is 521.", "52"));
+        assert!(!contains_word("anything", ""));
     }
 }

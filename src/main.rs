@@ -1,10 +1,12 @@
 //! `moescope`: the command-line front of the workbench. It parses arguments and calls the
 //! engine; every piece of logic lives in the library crates.
 
+mod analyze;
 mod bench;
 mod cli;
 mod commands;
 mod eval;
+mod record;
 
 use std::process::ExitCode;
 

@@ -23,8 +23,14 @@ use moescope_engine::{
 const LOGIT_RTOL: f32 = 1e-4;
 const WEIGHT_ATOL: f32 = 1e-5;
 
+/// The checkpoint of a fixture: its own folder, or the folder its meta.json names (the
+/// default model's golden outputs sit beside the other fixtures, its weights in assets/).
 fn open(name: &str) -> Checkpoint {
-    Checkpoint::open(&fixture(name), &Device::Cpu).unwrap_or_else(|e| panic!("{name}: {e}"))
+    let dir = match meta(name)["model_dir"].as_str() {
+        Some(rel) => std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(rel),
+        None => fixture(name),
+    };
+    Checkpoint::open(&dir, &Device::Cpu).unwrap_or_else(|e| panic!("{name}: {e}"))
 }
 
 fn assert_close_rel(what: &str, ours: &[f32], golden: &[f32]) {
@@ -210,6 +216,11 @@ fn every_fixture_has_golden_outputs() {
     for name in FIXTURES {
         assert!(Golden::load(name).has("single.logits"), "{name}");
     }
+}
+
+#[test]
+fn embedded_default_model_matches_transformers() {
+    check_fixture("default_model");
 }
 
 #[test]

@@ -23,4 +23,28 @@ pub enum AnalysisError {
         /// What is wrong.
         message: String,
     },
+    /// A Parquet file could not be written or read, or lacks what a statistic needs.
+    #[error("{path}: {message}")]
+    Records {
+        /// The file or folder.
+        path: PathBuf,
+        /// What is wrong, and what to do about it.
+        message: String,
+    },
+    /// Arguments of a statistic are inconsistent with the records.
+    #[error("{0}")]
+    Invalid(String),
 }
+
+impl AnalysisError {
+    /// A records error for `path`.
+    pub fn records(path: &std::path::Path, message: impl std::fmt::Display) -> Self {
+        Self::Records {
+            path: path.to_path_buf(),
+            message: message.to_string(),
+        }
+    }
+}
+
+/// Results of the analysis crate.
+pub type Result<T> = std::result::Result<T, AnalysisError>;

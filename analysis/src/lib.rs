@@ -1,11 +1,20 @@
 #![warn(missing_docs)]
-//! Statistics over recorded routing and model outputs: behaviour classifiers and confidence
-//! intervals today; frequency, nPMI, risk difference and the other expert rankings build on them.
+//! Statistics over recorded MoE routing: the Parquet records format, expert rankings
+//! (frequency, nPMI, risk difference, contrast, local consistency, super experts), their
+//! exports and plots, behaviour classifiers and confidence intervals.
 
 pub mod bootstrap;
 pub mod classify;
 pub mod error;
+pub mod plot;
+pub mod records;
+pub mod scan;
+pub mod stats;
+pub mod table;
 
 pub use bootstrap::{bootstrap_mean, bootstrap_ratio, Estimate};
 pub use classify::RuleSet;
 pub use error::AnalysisError;
+pub use records::{RecordWriter, Records, RunInfo, SequenceInfo, TokenRouting};
+pub use stats::Positions;
+pub use table::{Column, Table};

@@ -23,6 +23,7 @@ pub mod rope;
 pub mod routing;
 pub mod scoring;
 pub mod tokenizer;
+pub mod trace;
 pub mod weights;
 
 pub use checkpoint::Checkpoint;
@@ -37,3 +38,4 @@ pub use profile::SteeringProfile;
 pub use prompts::{load_prompt_set, PromptInput, PromptRecord};
 pub use routing::RoutingRule;
 pub use tokenizer::{ChatMessage, TextCodec};
+pub use trace::{trace_batch, LayerTrace, SequenceTrace};

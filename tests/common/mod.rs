@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use safetensors::tensor::{Dtype, SafeTensors};
 
 /// Every committed parity fixture.
-pub const FIXTURES: [&str; 13] = [
+pub const FIXTURES: [&str; 14] = [
     "mixtral",
     "olmoe",
     "qwen2_moe",
@@ -21,6 +21,7 @@ pub const FIXTURES: [&str; 13] = [
     "gpt_oss_mxfp4",
     "deepseek_v2_routing",
     "gpt_oss_routing",
+    "default_model",
 ];
 
 /// Folder of a committed fixture.

@@ -1,0 +1,266 @@
+//! `moescope analyze <stat>`: runs one statistic over a records folder and exports the ranking
+//! (Parquet, CSV, Markdown) with a layer × expert heatmap and a ranked bar chart (SVG).
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use indicatif::{ProgressBar, ProgressStyle};
+use moescope_analysis::plot::{heatmap, ranked_bars, Cell};
+use moescope_analysis::stats::consistency::consistency;
+use moescope_analysis::stats::contrast::{contrast, risk_difference};
+use moescope_analysis::stats::freq::frequency;
+use moescope_analysis::stats::npmi::{npmi, TokenEvent};
+use moescope_analysis::stats::super_experts::super_experts;
+use moescope_analysis::table::write_text;
+use moescope_analysis::{Positions, Records, Table};
+
+use crate::cli::{AnalyzeArgs, Stat, StatCommon};
+
+/// How a ranking is plotted: the column coloured on the heatmap and charted as bars, and
+/// whether its values are signed (diverging colours).
+struct PlotSpec {
+    value: &'static str,
+    signed: bool,
+}
+
+/// Runs the statistic and writes its outputs.
+pub fn run(args: &AnalyzeArgs) -> Result<()> {
+    match &args.stat {
+        Stat::Freq(common) => {
+            let rec = open(common)?;
+            let f = spin("frequency", || Ok(frequency(&rec, positions(common)?)?))?;
+            let experts = f.experts.sorted_desc("rate", false);
+            export(
+                common,
+                "",
+                &experts,
+                Some(PlotSpec {
+                    value: "rate",
+                    signed: false,
+                }),
+                "activation rate",
+            )?;
+            export(common, "layers", &f.layers, None, "")?;
+            export(common, "coactivation", &f.coactivation, None, "")?;
+            Ok(())
+        }
+        Stat::Npmi {
+            common,
+            tokens,
+            label,
+            span,
+            min_count,
+        } => {
+            let event = match (tokens, label, span) {
+                (Some(t), None, None) => TokenEvent::Tokens(
+                    t.split(',')
+                        .map(str::trim)
+                        .filter(|s| !s.is_empty())
+                        .map(String::from)
+                        .collect::<HashSet<_>>(),
+                ),
+                (None, Some(l), None) => TokenEvent::Label(l.clone()),
+                (None, None, Some(s)) => {
+                    let Some((open, close)) = s.split_once(',') else {
+                        bail!("--span {s}: expected OPEN,CLOSE, e.g. --span \"<think>,</think>\"");
+                    };
+                    TokenEvent::Span {
+                        open: open.trim().to_string(),
+                        close: close.trim().to_string(),
+                    }
+                }
+                _ => bail!("npmi needs exactly one event: --tokens LIST, --label NAME or --span OPEN,CLOSE"),
+            };
+            if let TokenEvent::Tokens(set) = &event {
+                if set.is_empty() {
+                    bail!("--tokens: give at least one token, e.g. --tokens \"<think>\"");
+                }
+            }
+            let rec = open(common)?;
+            let t = spin("nPMI", || {
+                Ok(npmi(&rec, &event, *min_count, positions(common)?)?)
+            })?;
+            export(
+                common,
+                "",
+                &t,
+                Some(PlotSpec {
+                    value: "npmi",
+                    signed: true,
+                }),
+                "nPMI",
+            )
+        }
+        Stat::Rd(s) => {
+            let rec = open(&s.common)?;
+            let t = spin("risk difference", || {
+                Ok(risk_difference(
+                    &rec,
+                    &s.behaviour,
+                    &s.control,
+                    positions(&s.common)?,
+                )?)
+            })?;
+            let title = format!("risk difference {} − {}", s.behaviour, s.control);
+            export(
+                &s.common,
+                "",
+                &t,
+                Some(PlotSpec {
+                    value: "delta",
+                    signed: true,
+                }),
+                &title,
+            )
+        }
+        Stat::Contrast(s) => {
+            let rec = open(&s.common)?;
+            let t = spin("contrast", || {
+                Ok(contrast(
+                    &rec,
+                    &s.behaviour,
+                    &s.control,
+                    positions(&s.common)?,
+                )?)
+            })?;
+            let title = format!("contrast z, {} vs {}", s.behaviour, s.control);
+            export(
+                &s.common,
+                "",
+                &t,
+                Some(PlotSpec {
+                    value: "z",
+                    signed: true,
+                }),
+                &title,
+            )
+        }
+        Stat::Consistency {
+            common,
+            segment,
+            cache,
+        } => {
+            let rec = open(common)?;
+            let t = spin("consistency", || Ok(consistency(&rec, *segment, *cache)?))?;
+            export(common, "", &t, None, "")
+        }
+        Stat::SuperExperts { common, factor } => {
+            let rec = open(common)?;
+            let t = spin("super experts", || Ok(super_experts(&rec, *factor)?))?;
+            let title = "peak |down_proj output| ÷ layer median";
+            export(
+                common,
+                "",
+                &t,
+                Some(PlotSpec {
+                    value: "ratio",
+                    signed: false,
+                }),
+                title,
+            )
+        }
+    }
+}
+
+fn open(common: &StatCommon) -> Result<Records> {
+    let rec = Records::open(&common.records)?;
+    if !rec.run.complete {
+        eprintln!(
+            "note: {} is from an interrupted run; it holds only the sequences finished by then",
+            common.records.display()
+        );
+    }
+    Ok(rec)
+}
+
+fn positions(common: &StatCommon) -> Result<Positions> {
+    common
+        .positions
+        .parse()
+        .map_err(|e: String| anyhow::anyhow!("--positions: {e}"))
+}
+
+fn spin<T>(what: &str, f: impl FnOnce() -> Result<T>) -> Result<T> {
+    let bar = ProgressBar::new_spinner().with_message(format!("computing {what}"));
+    bar.set_style(ProgressStyle::with_template("{spinner} {msg} ({elapsed})")?);
+    bar.enable_steady_tick(std::time::Duration::from_millis(120));
+    let out = f();
+    bar.finish_and_clear();
+    out
+}
+
+/// `OUT` with `.suffix` (and `-part` before it when `part` is not empty).
+fn output_path(out: &Path, part: &str, suffix: &str) -> PathBuf {
+    let mut base = out.to_path_buf();
+    if matches!(
+        base.extension().and_then(|e| e.to_str()),
+        Some("parquet" | "csv" | "md")
+    ) {
+        base.set_extension("");
+    }
+    let name = base
+        .file_name()
+        .map(|n| n.to_string_lossy().to_string())
+        .unwrap_or_else(|| "ranking".into());
+    let name = if part.is_empty() {
+        format!("{name}.{suffix}")
+    } else {
+        format!("{name}-{part}.{suffix}")
+    };
+    base.with_file_name(name)
+}
+
+fn export(
+    common: &StatCommon,
+    part: &str,
+    table: &Table,
+    plot: Option<PlotSpec>,
+    title: &str,
+) -> Result<()> {
+    if let Some(dir) = output_path(&common.out, part, "md").parent() {
+        if !dir.as_os_str().is_empty() {
+            std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        }
+    }
+    let mut written = Vec::new();
+    let p = output_path(&common.out, part, "parquet");
+    table.write_parquet(&p)?;
+    written.push(p);
+    let p = output_path(&common.out, part, "csv");
+    write_text(&p, &table.to_csv())?;
+    written.push(p);
+    let p = output_path(&common.out, part, "md");
+    write_text(&p, &table.to_markdown(common.top))?;
+    written.push(p);
+    if let Some(spec) = plot {
+        let values = table.floats(spec.value).unwrap_or_default();
+        let layers = table.floats("layer").unwrap_or_default();
+        let experts = table.floats("expert").unwrap_or_default();
+        let cells: Vec<Cell> = (0..table.num_rows())
+            .map(|i| Cell {
+                layer: layers[i] as u32,
+                expert: experts[i] as u32,
+                value: values[i],
+            })
+            .collect();
+        let p = output_path(&common.out, part, "heatmap.svg");
+        heatmap(&p, title, &cells, spec.signed)?;
+        written.push(p);
+        let bars: Vec<(String, f64)> = cells
+            .iter()
+            .take(common.top)
+            .map(|c| (format!("L{} E{}", c.layer, c.expert), c.value))
+            .collect();
+        let p = output_path(&common.out, part, "bars.svg");
+        ranked_bars(&p, &format!("top {} by {title}", bars.len()), &bars)?;
+        written.push(p);
+    }
+    if part.is_empty() {
+        print!("{}", table.to_markdown(common.top));
+    }
+    for p in written {
+        eprintln!("wrote {}", p.display());
+    }
+    Ok(())
+}
