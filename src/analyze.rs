@@ -15,7 +15,7 @@ use moescope_analysis::stats::super_experts::super_experts;
 use moescope_analysis::table::write_text;
 use moescope_analysis::{Positions, Records, Table};
 
-use crate::cli::{AnalyzeArgs, Stat, StatCommon};
+use crate::cli::{AnalyzeArgs, SetsArgs, Stat, StatCommon};
 
 /// How a ranking is plotted: the column coloured on the heatmap and charted as bars, and
 /// whether its values are signed (diverging colours).
@@ -92,50 +92,8 @@ pub fn run(args: &AnalyzeArgs) -> Result<()> {
                 "nPMI",
             )
         }
-        Stat::Rd(s) => {
-            let rec = open(&s.common)?;
-            let t = spin("risk difference", || {
-                Ok(risk_difference(
-                    &rec,
-                    &s.behaviour,
-                    &s.control,
-                    positions(&s.common)?,
-                )?)
-            })?;
-            let title = format!("risk difference {} − {}", s.behaviour, s.control);
-            export(
-                &s.common,
-                "",
-                &t,
-                Some(PlotSpec {
-                    value: "delta",
-                    signed: true,
-                }),
-                &title,
-            )
-        }
-        Stat::Contrast(s) => {
-            let rec = open(&s.common)?;
-            let t = spin("contrast", || {
-                Ok(contrast(
-                    &rec,
-                    &s.behaviour,
-                    &s.control,
-                    positions(&s.common)?,
-                )?)
-            })?;
-            let title = format!("contrast z, {} vs {}", s.behaviour, s.control);
-            export(
-                &s.common,
-                "",
-                &t,
-                Some(PlotSpec {
-                    value: "z",
-                    signed: true,
-                }),
-                &title,
-            )
-        }
+        Stat::Rd(s) => compare_sets(s, "risk difference", "delta", risk_difference),
+        Stat::Contrast(s) => compare_sets(s, "contrast z", "z", contrast),
         Stat::Consistency {
             common,
             segment,
@@ -161,6 +119,28 @@ pub fn run(args: &AnalyzeArgs) -> Result<()> {
             )
         }
     }
+}
+
+/// A behaviour-vs-control statistic of the analysis crate.
+type SetStat = fn(&Records, &str, &str, Positions) -> moescope_analysis::error::Result<Table>;
+
+/// Runs a behaviour-vs-control statistic and exports it, plotted by `value`.
+fn compare_sets(s: &SetsArgs, name: &str, value: &'static str, stat: SetStat) -> Result<()> {
+    let rec = open(&s.common)?;
+    let t = spin(name, || {
+        Ok(stat(&rec, &s.behaviour, &s.control, positions(&s.common)?)?)
+    })?;
+    let title = format!("{name}, {} vs {}", s.behaviour, s.control);
+    export(
+        &s.common,
+        "",
+        &t,
+        Some(PlotSpec {
+            value,
+            signed: true,
+        }),
+        &title,
+    )
 }
 
 fn open(common: &StatCommon) -> Result<Records> {

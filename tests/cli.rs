@@ -2,21 +2,7 @@
 
 mod common;
 
-use std::process::Command;
-
-use common::fixture;
-
-fn moescope(args: &[&str]) -> (bool, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_moescope"))
-        .args(args)
-        .output()
-        .expect("moescope runs");
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
+use common::{fixture, moescope};
 
 #[test]
 fn info_reports_architecture_experts_and_parameters() {

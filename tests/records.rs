@@ -3,21 +3,11 @@
 //! writes its table and plots.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
+use common::moescope;
 use moescope_analysis::records::Records;
 
-fn moescope(args: &[&str]) -> (bool, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_moescope"))
-        .args(args)
-        .output()
-        .expect("moescope runs");
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
+mod common;
 
 fn scratch(tag: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("moescope-records-{tag}-{}", std::process::id()));

@@ -39,10 +39,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut w = RecordWriter::create(&out, run, false)?;
     let mut rng = StdRng::seed_from_u64(7);
     let vocab: Vec<String> = (0..2000).map(|i| format!("tok{i}")).collect();
-    let scores = vec![1.0 / experts as f32; experts];
+    let mut scores = vec![0f32; experts];
     let mut ids = vec![0u32; k];
-    let weights = vec![1.0 / k as f32; k];
-    let maxabs = vec![1.0f32; k];
+    let mut weights = vec![0f32; k];
+    let mut maxabs = vec![0f32; k];
     for t in 0..tokens {
         let (seq, pos) = ((t / seq_len) as u32, (t % seq_len) as u32);
         let token = if rng.gen_bool(0.02) {
@@ -65,6 +65,16 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                     n += 1;
                 }
             }
+            // Varied weights, scores and output peaks, so no column compresses to nothing.
+            for s in scores.iter_mut() {
+                *s = rng.gen::<f32>();
+            }
+            for r in 0..k {
+                weights[r] = rng.gen::<f32>();
+                maxabs[r] = rng.gen::<f32>() * 10.0;
+            }
+            let total: f32 = weights.iter().sum();
+            weights.iter_mut().for_each(|w| *w /= total);
             w.push_token(
                 "s",
                 &TokenRouting {

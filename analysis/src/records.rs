@@ -693,7 +693,7 @@ fn read_run(path: &Path) -> Result<RunInfo> {
             })
         })
         .collect::<Result<_>>()?;
-    Ok(RunInfo {
+    let run = RunInfo {
         run_id: s("run_id")?,
         model: s("model")?,
         architecture: s("architecture")?,
@@ -708,7 +708,45 @@ fn read_run(path: &Path) -> Result<RunInfo> {
         created_unix: col::<Int64Array>(b, "created_unix", path)?.value(0),
         moescope_version: s("moescope_version")?,
         complete: col::<BooleanArray>(b, "complete", path)?.value(0),
-    })
+    };
+    check_run(&run).map_err(|m| AnalysisError::records(path, m))?;
+    Ok(run)
+}
+
+/// Most layers and experts a run may declare (the engine's own bounds are lower).
+const MAX_LAYERS: u32 = 4096;
+const MAX_EXPERTS: u32 = 1024;
+
+/// The shape fields of a run table are consistent and within bounds.
+fn check_run(r: &RunInfo) -> std::result::Result<(), String> {
+    if r.num_layers == 0 || r.num_layers > MAX_LAYERS {
+        return Err(format!(
+            "num_layers {} is outside 1..={MAX_LAYERS}",
+            r.num_layers
+        ));
+    }
+    if r.num_experts == 0 || r.num_experts > MAX_EXPERTS {
+        return Err(format!(
+            "num_experts {} is outside 1..={MAX_EXPERTS}",
+            r.num_experts
+        ));
+    }
+    if r.top_k == 0 || r.top_k > r.num_experts {
+        return Err(format!(
+            "top_k {} is outside 1..={}",
+            r.top_k, r.num_experts
+        ));
+    }
+    if r.moe_layers.is_empty()
+        || r.moe_layers.windows(2).any(|w| w[0] >= w[1])
+        || r.moe_layers.iter().any(|&l| l >= r.num_layers)
+    {
+        return Err(format!(
+            "moe_layers {:?} must be increasing layer numbers below num_layers {}",
+            r.moe_layers, r.num_layers
+        ));
+    }
+    Ok(())
 }
 
 fn read_sequences(path: &Path) -> Result<Vec<SequenceInfo>> {
@@ -745,4 +783,41 @@ fn read_sequences(path: &Path) -> Result<Vec<SequenceInfo>> {
         ));
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::stats::testdata::{temp_dir, tiny_records};
+    use crate::stats::Positions;
+    use rand::rngs::StdRng;
+    use rand::{Rng, SeedableRng};
+
+    /// Randomly corrupted record files give errors, never panics.
+    #[test]
+    fn corrupted_files_are_errors_not_panics() {
+        let (dir, _) = tiny_records();
+        let mut rng = StdRng::seed_from_u64(5);
+        for name in [super::ROUTING_FILE, super::RUN_FILE, super::SEQUENCES_FILE] {
+            let good = std::fs::read(dir.0.join(name)).unwrap();
+            for _ in 0..150 {
+                let bad = temp_dir("fuzz");
+                for f in [super::ROUTING_FILE, super::RUN_FILE, super::SEQUENCES_FILE] {
+                    std::fs::copy(dir.0.join(f), bad.0.join(f)).unwrap();
+                }
+                let mut bytes = good.clone();
+                if rng.gen_bool(0.3) {
+                    bytes.truncate(rng.gen_range(0..bytes.len()));
+                } else {
+                    for _ in 0..rng.gen_range(1..8) {
+                        let i = rng.gen_range(0..bytes.len());
+                        bytes[i] = rng.gen();
+                    }
+                }
+                std::fs::write(bad.0.join(name), &bytes).unwrap();
+                if let Ok(rec) = super::Records::open(&bad.0) {
+                    let _ = crate::stats::freq::frequency(&rec, Positions::All);
+                }
+            }
+        }
+    }
 }

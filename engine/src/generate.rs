@@ -105,13 +105,7 @@ pub fn generate(
         )));
     }
     let batch = prompts.len();
-    let mut tokens = Vec::with_capacity(batch);
-    let mut valid = Vec::with_capacity(batch);
-    for p in prompts {
-        let pad = longest - p.len();
-        tokens.push([vec![0u32; pad], p.clone()].concat());
-        valid.push([vec![false; pad], vec![true; p.len()]].concat());
-    }
+    let (mut tokens, mut valid) = left_pad(prompts);
     if let Some(c) = &opts.contrast {
         c.validate().map_err(EngineError::InvalidInput)?;
     }
@@ -198,6 +192,21 @@ pub fn generate(
         valid = done.iter().map(|&d| vec![!d]).collect();
     }
     Ok(out)
+}
+
+/// Left-pads prompts to the longest one: token rows (padding id 0) and their validity masks.
+pub(crate) fn left_pad(prompts: &[Vec<u32>]) -> (Vec<Vec<u32>>, Vec<Vec<bool>>) {
+    let longest = prompts.iter().map(Vec::len).max().unwrap_or(0);
+    prompts
+        .iter()
+        .map(|p| {
+            let pad = longest - p.len();
+            (
+                [vec![0u32; pad], p.clone()].concat(),
+                [vec![false; pad], vec![true; p.len()]].concat(),
+            )
+        })
+        .unzip()
 }
 
 /// Picks the next token from one row of logits.

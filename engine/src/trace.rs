@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 
 use crate::error::{EngineError, Result};
-use crate::generate::{generate, GenerateOptions, Generated, StopReason};
+use crate::generate::{generate, left_pad, GenerateOptions, Generated, StopReason};
 use crate::hooks::{Capture, CaptureData, HookPoint, MoeHook, Recorder};
 use crate::model::{ForwardOptions, KvCache, LogitsFor, MoeModel};
 use crate::policy::{Phase, RoutingPolicy};
@@ -175,13 +175,7 @@ fn forward_prompts(
             "prompt of {longest} tokens exceeds the model's context of {context} (max_position_embeddings); shorten the prompt"
         )));
     }
-    let mut tokens = Vec::with_capacity(prompts.len());
-    let mut valid = Vec::with_capacity(prompts.len());
-    for p in prompts {
-        let pad = longest - p.len();
-        tokens.push([vec![0u32; pad], p.clone()].concat());
-        valid.push([vec![false; pad], vec![true; p.len()]].concat());
-    }
+    let (tokens, valid) = left_pad(prompts);
     model.forward(
         &tokens,
         &valid,

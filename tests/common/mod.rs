@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 use std::path::PathBuf;
+use std::process::Command;
 
 use safetensors::tensor::{Dtype, SafeTensors};
 
@@ -96,4 +97,17 @@ pub fn meta(name: &str) -> serde_json::Value {
     let path = fixture(name).join("meta.json");
     serde_json::from_str(&std::fs::read_to_string(path).expect("meta.json"))
         .expect("meta.json parses")
+}
+
+/// Runs the `moescope` binary: (success, stdout, stderr).
+pub fn moescope(args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_moescope"))
+        .args(args)
+        .output()
+        .expect("moescope runs");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }

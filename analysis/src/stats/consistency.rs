@@ -8,6 +8,7 @@
 use crate::error::{AnalysisError, Result};
 use crate::records::Records;
 use crate::scan::{scan_choices, Needs};
+use crate::stats::layer_column;
 use crate::table::{Column, Table};
 
 /// Per layer: `segments`, mean `srp` and mean `sch`.
@@ -62,14 +63,8 @@ pub fn consistency(records: &Records, segment: usize, cache: usize) -> Result<Ta
             .map(|(&v, &n)| if n == 0 { f64::NAN } else { v / n as f64 })
             .collect()
     };
-    let layer_ids = records
-        .run
-        .moe_layers
-        .iter()
-        .map(|&l| u64::from(l))
-        .collect();
     Ok(Table::default()
-        .with("layer", Column::Int(layer_ids))
+        .with("layer", layer_column(records))
         .with("segments", Column::Int(segments.clone()))
         .with("srp", Column::Float(mean(&srp)))
         .with("sch", Column::Float(mean(&sch))))

@@ -4,7 +4,7 @@
 use crate::error::Result;
 use crate::records::Records;
 use crate::scan::{scan_choices, Needs};
-use crate::stats::{grid, layer_expert_columns, Positions};
+use crate::stats::{grid, layer_column, layer_expert_columns, Positions};
 use crate::table::{Column, Table};
 
 /// The three tables of `freq`.
@@ -86,14 +86,8 @@ pub fn frequency(records: &Records, positions: Positions) -> Result<Frequency> {
         let max = c.iter().copied().max().unwrap_or(0) as f64;
         imbalance.push(if mean > 0.0 { max / mean } else { f64::NAN });
     }
-    let layer_ids = records
-        .run
-        .moe_layers
-        .iter()
-        .map(|&l| u64::from(l))
-        .collect();
     let layers = Table::default()
-        .with("layer", Column::Int(layer_ids))
+        .with("layer", layer_column(records))
         .with("tokens", Column::Int(tokens.clone()))
         .with("entropy", Column::Float(entropy))
         .with("normalized_entropy", Column::Float(norm))

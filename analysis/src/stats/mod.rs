@@ -66,5 +66,17 @@ pub(crate) fn layer_expert_columns(records: &Records) -> (Column, Column) {
     (Column::Int(layers), Column::Int(experts))
 }
 
+/// The `layer` column of a per-layer table: the run's MoE layers in order.
+pub(crate) fn layer_column(records: &Records) -> Column {
+    Column::Int(
+        records
+            .run
+            .moe_layers
+            .iter()
+            .map(|&l| u64::from(l))
+            .collect(),
+    )
+}
+
 #[cfg(test)]
 pub(crate) mod testdata;
