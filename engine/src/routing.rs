@@ -11,6 +11,21 @@ pub enum Scoring {
     Sigmoid,
 }
 
+impl Scoring {
+    /// Scores one row of router logits into `out` (same length): the per-expert router
+    /// probabilities that choice and mixing weights start from.
+    pub fn score_into(self, logits: &[f32], out: &mut [f32]) {
+        match self {
+            Scoring::Softmax => softmax_into(logits, out),
+            Scoring::Sigmoid => {
+                for (s, &x) in out.iter_mut().zip(logits) {
+                    *s = 1.0 / (1.0 + (-x).exp());
+                }
+            }
+        }
+    }
+}
+
 /// How a group of experts is scored for group-limited routing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum GroupScore {
@@ -124,14 +139,7 @@ impl RoutingRule {
         let mut choice = vec![0f32; num_experts];
         let mut order: Vec<usize> = Vec::with_capacity(num_experts);
         for row in logits.chunks_exact(num_experts) {
-            match self.scoring {
-                Scoring::Softmax => softmax_into(row, &mut scores),
-                Scoring::Sigmoid => {
-                    for (s, &x) in scores.iter_mut().zip(row) {
-                        *s = 1.0 / (1.0 + (-x).exp());
-                    }
-                }
-            }
+            self.scoring.score_into(row, &mut scores);
             for (e, c) in choice.iter_mut().enumerate() {
                 *c = if row[e] == f32::NEG_INFINITY {
                     f32::NEG_INFINITY

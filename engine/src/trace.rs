@@ -10,7 +10,6 @@ use crate::generate::{generate, left_pad, GenerateOptions, Generated, StopReason
 use crate::hooks::{Capture, CaptureData, HookPoint, MoeHook, Recorder};
 use crate::model::{ForwardOptions, KvCache, LogitsFor, MoeModel};
 use crate::policy::{Phase, RoutingPolicy};
-use crate::routing::Scoring;
 use crate::tokenizer::TextCodec;
 
 /// The routing of one sequence at one MoE layer; rows are the sequence's positions.
@@ -129,7 +128,9 @@ pub fn trace_batch(
                 t.out_maxabs
                     .extend_from_slice(f32_row(get(MoeHook::ExpertOutMaxAbs, call)?, row)?);
                 let logits = f32_row(get(MoeHook::RouterLogits, call)?, row)?;
-                push_scores(&mut t.scores, logits, scoring);
+                let start = t.scores.len();
+                t.scores.resize(start + logits.len(), 0.0);
+                scoring.score_into(logits, &mut t.scores[start..]);
             }
             top_k = k;
             num_experts = e;
@@ -245,19 +246,5 @@ fn u32_row(c: &Capture, row: usize) -> Result<&[u32]> {
             "trace: {} holds values, not ids",
             c.point
         ))),
-    }
-}
-
-/// Appends the router scores of one row of logits.
-fn push_scores(out: &mut Vec<f32>, logits: &[f32], scoring: Scoring) {
-    match scoring {
-        Scoring::Softmax => {
-            let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-            let start = out.len();
-            out.extend(logits.iter().map(|&x| (x - max).exp()));
-            let total: f32 = out[start..].iter().sum();
-            out[start..].iter_mut().for_each(|p| *p /= total);
-        }
-        Scoring::Sigmoid => out.extend(logits.iter().map(|&x| 1.0 / (1.0 + (-x).exp()))),
     }
 }
