@@ -19,9 +19,11 @@ use crate::cli::{AnalyzeArgs, SetsArgs, Stat, StatCommon};
 
 /// How a ranking is plotted: the column coloured on the heatmap and charted as bars, and
 /// whether its values are signed (diverging colours).
-struct PlotSpec {
-    value: &'static str,
-    signed: bool,
+pub struct PlotSpec {
+    /// Column plotted.
+    pub value: &'static str,
+    /// Whether values have a sign (diverging colours).
+    pub signed: bool,
 }
 
 /// Runs the statistic and writes its outputs.
@@ -52,31 +54,7 @@ pub fn run(args: &AnalyzeArgs) -> Result<()> {
             span,
             min_count,
         } => {
-            let event = match (tokens, label, span) {
-                (Some(t), None, None) => TokenEvent::Tokens(
-                    t.split(',')
-                        .map(str::trim)
-                        .filter(|s| !s.is_empty())
-                        .map(String::from)
-                        .collect::<HashSet<_>>(),
-                ),
-                (None, Some(l), None) => TokenEvent::Label(l.clone()),
-                (None, None, Some(s)) => {
-                    let Some((open, close)) = s.split_once(',') else {
-                        bail!("--span {s}: expected OPEN,CLOSE, e.g. --span \"<think>,</think>\"");
-                    };
-                    TokenEvent::Span {
-                        open: open.trim().to_string(),
-                        close: close.trim().to_string(),
-                    }
-                }
-                _ => bail!("npmi needs exactly one event: --tokens LIST, --label NAME or --span OPEN,CLOSE"),
-            };
-            if let TokenEvent::Tokens(set) = &event {
-                if set.is_empty() {
-                    bail!("--tokens: give at least one token, e.g. --tokens \"<think>\"");
-                }
-            }
+            let event = npmi_event(tokens.as_deref(), label.as_deref(), span.as_deref())?;
             let rec = open(common)?;
             let t = spin("nPMI", || {
                 Ok(npmi(&rec, &event, *min_count, positions(common)?)?)
@@ -103,6 +81,7 @@ pub fn run(args: &AnalyzeArgs) -> Result<()> {
             let t = spin("consistency", || Ok(consistency(&rec, *segment, *cache)?))?;
             export(common, "", &t, None, "")
         }
+        Stat::Attribute(a) => crate::attribute::run(a),
         Stat::SuperExperts { common, factor } => {
             let rec = open(common)?;
             let t = spin("super experts", || Ok(super_experts(&rec, *factor)?))?;
@@ -119,6 +98,42 @@ pub fn run(args: &AnalyzeArgs) -> Result<()> {
             )
         }
     }
+}
+
+/// The nPMI event from exactly one of a token list, a label or an `OPEN,CLOSE` span.
+pub fn npmi_event(
+    tokens: Option<&str>,
+    label: Option<&str>,
+    span: Option<&str>,
+) -> Result<TokenEvent> {
+    let event = match (tokens, label, span) {
+        (Some(t), None, None) => TokenEvent::Tokens(
+            t.split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(String::from)
+                .collect::<HashSet<_>>(),
+        ),
+        (None, Some(l), None) => TokenEvent::Label(l.to_string()),
+        (None, None, Some(s)) => {
+            let Some((open, close)) = s.split_once(',') else {
+                bail!("--span {s}: expected OPEN,CLOSE, e.g. --span \"<think>,</think>\"");
+            };
+            TokenEvent::Span {
+                open: open.trim().to_string(),
+                close: close.trim().to_string(),
+            }
+        }
+        _ => {
+            bail!("npmi needs exactly one event: --tokens LIST, --label NAME or --span OPEN,CLOSE")
+        }
+    };
+    if let TokenEvent::Tokens(set) = &event {
+        if set.is_empty() {
+            bail!("--tokens: give at least one token, e.g. --tokens \"<think>\"");
+        }
+    }
+    Ok(event)
 }
 
 /// A behaviour-vs-control statistic of the analysis crate.
@@ -161,7 +176,8 @@ fn positions(common: &StatCommon) -> Result<Positions> {
         .map_err(|e: String| anyhow::anyhow!("--positions: {e}"))
 }
 
-fn spin<T>(what: &str, f: impl FnOnce() -> Result<T>) -> Result<T> {
+/// Runs `f` behind a spinner saying what is computed.
+pub fn spin<T>(what: &str, f: impl FnOnce() -> Result<T>) -> Result<T> {
     let bar = ProgressBar::new_spinner().with_message(format!("computing {what}"));
     bar.set_style(ProgressStyle::with_template("{spinner} {msg} ({elapsed})")?);
     bar.enable_steady_tick(std::time::Duration::from_millis(120));
@@ -198,20 +214,40 @@ fn export(
     plot: Option<PlotSpec>,
     title: &str,
 ) -> Result<()> {
-    if let Some(dir) = output_path(&common.out, part, "md").parent() {
+    let written = write_ranking(&common.out, common.top, part, table, plot, title)?;
+    if part.is_empty() {
+        print!("{}", table.to_markdown(common.top));
+    }
+    for p in written {
+        eprintln!("wrote {}", p.display());
+    }
+    Ok(())
+}
+
+/// Writes a ranking as OUT.parquet, OUT.csv, OUT.md (top rows) and, with a plot spec, the
+/// heatmap and the bar chart of the top rows; returns the paths written.
+pub fn write_ranking(
+    out: &Path,
+    top: usize,
+    part: &str,
+    table: &Table,
+    plot: Option<PlotSpec>,
+    title: &str,
+) -> Result<Vec<PathBuf>> {
+    if let Some(dir) = output_path(out, part, "md").parent() {
         if !dir.as_os_str().is_empty() {
             std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
         }
     }
     let mut written = Vec::new();
-    let p = output_path(&common.out, part, "parquet");
+    let p = output_path(out, part, "parquet");
     table.write_parquet(&p)?;
     written.push(p);
-    let p = output_path(&common.out, part, "csv");
+    let p = output_path(out, part, "csv");
     write_text(&p, &table.to_csv())?;
     written.push(p);
-    let p = output_path(&common.out, part, "md");
-    write_text(&p, &table.to_markdown(common.top))?;
+    let p = output_path(out, part, "md");
+    write_text(&p, &table.to_markdown(top))?;
     written.push(p);
     if let Some(spec) = plot {
         let values = table.floats(spec.value).unwrap_or_default();
@@ -224,23 +260,17 @@ fn export(
                 value: values[i],
             })
             .collect();
-        let p = output_path(&common.out, part, "heatmap.svg");
+        let p = output_path(out, part, "heatmap.svg");
         heatmap(&p, title, &cells, spec.signed)?;
         written.push(p);
         let bars: Vec<(String, f64)> = cells
             .iter()
-            .take(common.top)
+            .take(top)
             .map(|c| (format!("L{} E{}", c.layer, c.expert), c.value))
             .collect();
-        let p = output_path(&common.out, part, "bars.svg");
+        let p = output_path(out, part, "bars.svg");
         ranked_bars(&p, &format!("top {} by {title}", bars.len()), &bars)?;
         written.push(p);
     }
-    if part.is_empty() {
-        print!("{}", table.to_markdown(common.top));
-    }
-    for p in written {
-        eprintln!("wrote {}", p.display());
-    }
-    Ok(())
+    Ok(written)
 }

@@ -130,6 +130,7 @@ fn run_once(
             phase,
             recorder,
             logits_for: LogitsFor::Last,
+            gates: None,
         };
         argmax_rows(&model.forward(tokens, valid, &mut cache, opts)?)
     };

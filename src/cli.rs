@@ -28,6 +28,50 @@ pub enum Command {
     Record(RecordArgs),
     /// Rank experts by a statistic over a records folder; writes Parquet, CSV, Markdown, SVG.
     Analyze(AnalyzeArgs),
+    /// Run a whole steering experiment from one TOML file and write a report folder.
+    Experiment(ExperimentArgs),
+}
+
+/// `moescope experiment`.
+#[derive(Debug, Args)]
+pub struct ExperimentArgs {
+    /// What to do with the experiment file.
+    #[command(subcommand)]
+    pub command: ExperimentCommand,
+}
+
+/// The subcommands of `moescope experiment`.
+#[derive(Debug, Subcommand)]
+pub enum ExperimentCommand {
+    /// Detect, steer top-N and random-N experts, evaluate, and write the report folder.
+    Run(ExperimentRunArgs),
+    /// Check an experiment file and every file it names, without running anything.
+    Check {
+        /// The experiment file (see experiments/README.md).
+        file: PathBuf,
+    },
+}
+
+/// `moescope experiment run`.
+#[derive(Debug, Args)]
+pub struct ExperimentRunArgs {
+    /// The experiment file (see experiments/README.md).
+    pub file: PathBuf,
+    /// The report folder (default: reports/NAME).
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+    /// Replace the report folder when it already holds files.
+    #[arg(long)]
+    pub overwrite: bool,
+    /// Prompts run together.
+    #[arg(long, default_value_t = 8)]
+    pub batch: usize,
+    /// Bootstrap resamples per interval.
+    #[arg(long, default_value_t = 1000)]
+    pub resamples: usize,
+    /// Device to run on (`cpu`; `cuda:N` in builds with the cuda feature).
+    #[arg(long, default_value = "cpu")]
+    pub device: String,
 }
 
 /// `moescope record`.
@@ -124,6 +168,10 @@ pub enum Stat {
         #[arg(long, default_value_t = 4)]
         cache: usize,
     },
+    /// Which experts a target continuation owes its log-probability to: the drop when each
+    /// expert is masked (ablation) beside gate × gradient (one backward pass), and their
+    /// rank correlation. Runs the model.
+    Attribute(AttributeArgs),
     /// Experts whose down-projection output peaks far above their layer's median.
     SuperExperts {
         #[command(flatten)]
@@ -132,6 +180,32 @@ pub enum Stat {
         #[arg(long, default_value_t = 10.0)]
         factor: f64,
     },
+}
+
+/// `moescope analyze attribute`.
+#[derive(Debug, Args)]
+pub struct AttributeArgs {
+    #[command(flatten)]
+    pub model: ModelArgs,
+    /// A JSONL prompt set (see datasets/README.md).
+    #[arg(long, value_name = "FILE")]
+    pub prompts: PathBuf,
+    /// Only the prompts with this label.
+    #[arg(long)]
+    pub label: Option<String>,
+    /// The continuation scored after every prompt (default: each prompt's `target`).
+    #[arg(long)]
+    pub target: Option<String>,
+    /// Output path without extension: writes OUT.parquet, OUT.csv, OUT.md, SVG plots, the
+    /// first-order ranking (OUT-first-order.*) and OUT-summary.* with the rank correlation.
+    #[arg(long, value_name = "OUT")]
+    pub out: PathBuf,
+    /// Rows shown on the terminal, in the Markdown table and in the bar charts.
+    #[arg(long, default_value_t = 20)]
+    pub top: usize,
+    /// Prompts scored together.
+    #[arg(long, default_value_t = 8)]
+    pub batch: usize,
 }
 
 /// Two labelled sets to compare.

@@ -2,6 +2,8 @@
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
@@ -27,6 +29,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Eval(args) => crate::eval::run(&args),
         Command::Record(args) => crate::record::run(&args),
         Command::Analyze(args) => crate::analyze::run(&args),
+        Command::Experiment(args) => crate::experiment::run(&args),
     }
 }
 
@@ -56,6 +59,19 @@ pub fn device(name: &str) -> Result<Device> {
         ),
         other => bail!("--device {other}: unknown device; use cpu"),
     }
+}
+
+/// A flag that Ctrl-C sets, so long commands can stop after the current step and leave
+/// complete files. The handler is installed once per process; when it cannot be (another
+/// handler is in place) Ctrl-C simply ends the process.
+pub fn interrupt_flag() -> Arc<AtomicBool> {
+    static FLAG: OnceLock<Arc<AtomicBool>> = OnceLock::new();
+    Arc::clone(FLAG.get_or_init(|| {
+        let flag = Arc::new(AtomicBool::new(false));
+        let setter = Arc::clone(&flag);
+        let _ = ctrlc::set_handler(move || setter.store(true, Ordering::SeqCst));
+        flag
+    }))
 }
 
 /// Loads a checkpoint with a spinner.

@@ -72,13 +72,14 @@ pub fn run(args: &EvalArgs) -> Result<()> {
     for (variant, policy) in &variants {
         for metric in &metrics {
             bar.set_message(variant.to_string());
-            let ctx = Ctx {
+            let ev = Evaluator {
                 ck: &ck,
                 policy,
-                args,
+                max_tokens: args.max_tokens,
+                batch: args.batch,
                 bar: &bar,
             };
-            rows.extend(ctx.measure(metric, &records, &texts, variant)?);
+            rows.extend(measure(&ev, args, metric, &records, &texts, variant)?);
         }
     }
     bar.finish_and_clear();
@@ -86,114 +87,31 @@ pub fn run(args: &EvalArgs) -> Result<()> {
     Ok(())
 }
 
-struct Ctx<'a> {
-    ck: &'a Checkpoint,
-    policy: &'a RoutingPolicy,
-    args: &'a EvalArgs,
-    bar: &'a ProgressBar,
+/// Runs behaviour metrics for one routing policy: the pieces `moescope eval` and
+/// `moescope experiment` share. Each method returns one value per prompt, so callers choose how
+/// to aggregate and bootstrap.
+pub struct Evaluator<'a> {
+    /// The model.
+    pub ck: &'a Checkpoint,
+    /// The routing in effect.
+    pub policy: &'a RoutingPolicy,
+    /// Tokens generated per prompt (greedy).
+    pub max_tokens: usize,
+    /// Prompts generated together.
+    pub batch: usize,
+    /// Advanced by one per prompt processed.
+    pub bar: &'a ProgressBar,
 }
 
-impl Ctx<'_> {
-    fn measure(
-        &self,
-        metric: &Metric,
-        records: &[PromptRecord],
-        texts: &[Vec<u32>],
-        variant: &'static str,
-    ) -> Result<Vec<Row>> {
-        let (a, model) = (self.args, &self.ck.model);
-        let row = |metric: String, estimate| Row {
-            metric,
-            variant,
-            estimate,
-        };
-        Ok(match metric {
-            Metric::Rules(rules) => {
-                let outputs = self.generate_all(texts)?;
-                rules
-                    .rules
-                    .iter()
-                    .map(|r| {
-                        let hits: Vec<f64> = outputs
-                            .iter()
-                            .map(|t| f64::from(u8::from(r.matches(t))))
-                            .collect();
-                        row(
-                            format!("rate: {}", r.name),
-                            bootstrap_mean(&hits, a.resamples, a.level, a.seed),
-                        )
-                    })
-                    .collect()
-            }
-            Metric::Answer => {
-                if records.iter().any(|r| r.target.is_none()) {
-                    bail!("answer: every prompt needs a `target` (the expected answer)");
-                }
-                let outputs = self.generate_all(texts)?;
-                let hits: Vec<f64> = outputs
-                    .iter()
-                    .zip(records)
-                    .map(|(o, r)| {
-                        f64::from(u8::from(contains_word(
-                            o,
-                            r.target.as_deref().unwrap_or(""),
-                        )))
-                    })
-                    .collect();
-                vec![row(
-                    "rate: answer contains target".into(),
-                    bootstrap_mean(&hits, a.resamples, a.level, a.seed),
-                )]
-            }
-            Metric::TargetLogprob => {
-                let mut values = Vec::new();
-                for (r, context) in records.iter().zip(texts) {
-                    self.bar.inc(1);
-                    if let Some(target) = &r.target {
-                        let target = self.ck.codec.encode(target)?;
-                        values.push(continuation_logprob(model, self.policy, context, &target)?.0);
-                    }
-                }
-                if values.is_empty() {
-                    bail!(
-                        "target-logprob: no prompt in {} has a `target`",
-                        a.prompts.display()
-                    );
-                }
-                vec![row(
-                    "target log-prob".into(),
-                    bootstrap_mean(&values, a.resamples, a.level, a.seed),
-                )]
-            }
-            Metric::Perplexity => {
-                let mut pairs = Vec::new();
-                for t in texts {
-                    self.bar.inc(1);
-                    if t.len() >= 2 {
-                        let (nll, n) = sequence_nll(model, self.policy, t)?;
-                        pairs.push((nll, n as f64));
-                    }
-                }
-                let e = bootstrap_ratio(&pairs, a.resamples, a.level, a.seed);
-                let exp = Estimate {
-                    value: e.value.exp(),
-                    low: e.low.exp(),
-                    high: e.high.exp(),
-                    n: e.n,
-                };
-                vec![row("perplexity".into(), exp)]
-            }
-        })
-    }
-
+impl Evaluator<'_> {
     /// Greedy generations for every prompt, in batches.
-    fn generate_all(&self, texts: &[Vec<u32>]) -> Result<Vec<String>> {
+    pub fn generations(&self, texts: &[Vec<u32>]) -> Result<Vec<String>> {
         let opts = GenerateOptions {
-            max_new_tokens: self.args.max_tokens,
+            max_new_tokens: self.max_tokens,
             ..Default::default()
         };
         let mut out = Vec::with_capacity(texts.len());
-        for chunk in texts.chunks(self.args.batch) {
+        for chunk in texts.chunks(self.batch.max(1)) {
             let model = &self.ck.model;
             let generated = generate(
                 model,
@@ -209,6 +127,134 @@ impl Ctx<'_> {
         }
         Ok(out)
     }
+
+    /// `(summed negative log-likelihood, predicted tokens)` of each text with at least two
+    /// tokens.
+    pub fn nll_pairs(&self, texts: &[Vec<u32>]) -> Result<Vec<(f64, f64)>> {
+        let mut pairs = Vec::new();
+        for t in texts {
+            self.bar.inc(1);
+            if t.len() >= 2 {
+                let (nll, n) = sequence_nll(&self.ck.model, self.policy, t)?;
+                pairs.push((nll, n as f64));
+            }
+        }
+        Ok(pairs)
+    }
+
+    /// Log-probability of each record's `target` after its prompt (records without one are
+    /// skipped).
+    pub fn target_logprobs(
+        &self,
+        records: &[PromptRecord],
+        texts: &[Vec<u32>],
+    ) -> Result<Vec<f64>> {
+        let mut values = Vec::new();
+        for (r, context) in records.iter().zip(texts) {
+            self.bar.inc(1);
+            if let Some(target) = &r.target {
+                let target = self.ck.codec.encode(target)?;
+                values.push(continuation_logprob(&self.ck.model, self.policy, context, &target)?.0);
+            }
+        }
+        Ok(values)
+    }
+}
+
+/// 1 where `rule` matches the output, else 0.
+pub fn rule_hits(outputs: &[String], rule: &moescope_analysis::Rule) -> Vec<f64> {
+    outputs
+        .iter()
+        .map(|t| f64::from(u8::from(rule.matches(t))))
+        .collect()
+}
+
+/// 1 where the output contains the record's `target` as a whole word, else 0; every record
+/// needs a target.
+pub fn answer_hits(outputs: &[String], records: &[PromptRecord]) -> Result<Vec<f64>> {
+    if records.iter().any(|r| r.target.is_none()) {
+        bail!("answer: every prompt needs a `target` (the expected answer)");
+    }
+    Ok(outputs
+        .iter()
+        .zip(records)
+        .map(|(o, r)| {
+            f64::from(u8::from(contains_word(
+                o,
+                r.target.as_deref().unwrap_or(""),
+            )))
+        })
+        .collect())
+}
+
+/// Perplexity (exp of the pooled per-token NLL) with its interval.
+pub fn perplexity(pairs: &[(f64, f64)], resamples: usize, level: f64, seed: u64) -> Estimate {
+    let e = bootstrap_ratio(pairs, resamples, level, seed);
+    Estimate {
+        value: e.value.exp(),
+        low: e.low.exp(),
+        high: e.high.exp(),
+        n: e.n,
+    }
+}
+
+fn measure(
+    ev: &Evaluator<'_>,
+    args: &EvalArgs,
+    metric: &Metric,
+    records: &[PromptRecord],
+    texts: &[Vec<u32>],
+    variant: &'static str,
+) -> Result<Vec<Row>> {
+    let a = args;
+    let row = |metric: String, estimate| Row {
+        metric,
+        variant,
+        estimate,
+    };
+    Ok(match metric {
+        Metric::Rules(rules) => {
+            let outputs = ev.generations(texts)?;
+            rules
+                .rules
+                .iter()
+                .map(|r| {
+                    row(
+                        format!("rate: {}", r.name),
+                        bootstrap_mean(&rule_hits(&outputs, r), a.resamples, a.level, a.seed),
+                    )
+                })
+                .collect()
+        }
+        Metric::Answer => {
+            let outputs = ev.generations(texts)?;
+            let hits = answer_hits(&outputs, records)?;
+            vec![row(
+                "rate: answer contains target".into(),
+                bootstrap_mean(&hits, a.resamples, a.level, a.seed),
+            )]
+        }
+        Metric::TargetLogprob => {
+            let values = ev.target_logprobs(records, texts)?;
+            if values.is_empty() {
+                bail!(
+                    "target-logprob: no prompt in {} has a `target`",
+                    a.prompts.display()
+                );
+            }
+            vec![row(
+                "target log-prob".into(),
+                bootstrap_mean(&values, a.resamples, a.level, a.seed),
+            )]
+        }
+        Metric::Perplexity => {
+            let pairs = ev.nll_pairs(texts)?;
+            vec![row(
+                "perplexity".into(),
+                perplexity(&pairs, a.resamples, a.level, a.seed),
+            )]
+        }
+    })
 }
 
 fn print_rows(rows: &[Row], args: &EvalArgs) {
@@ -237,7 +283,7 @@ fn print_rows(rows: &[Row], args: &EvalArgs) {
 
 /// Whether `needle` occurs in `text` not glued to letters or digits (so "12" is not found in
 /// "112").
-fn contains_word(text: &str, needle: &str) -> bool {
+pub fn contains_word(text: &str, needle: &str) -> bool {
     if needle.is_empty() {
         return false;
     }

@@ -2,10 +2,12 @@
 //! engine; every piece of logic lives in the library crates.
 
 mod analyze;
+mod attribute;
 mod bench;
 mod cli;
 mod commands;
 mod eval;
+mod experiment;
 mod record;
 
 use std::process::ExitCode;

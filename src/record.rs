@@ -2,35 +2,112 @@
 //! of every token to a Parquet records folder. Ctrl-C stops after the current batch and still
 //! leaves complete files (marked incomplete in run.parquet).
 
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::{bail, Context, Result};
 use indicatif::{ProgressBar, ProgressStyle};
 use moescope_analysis::records::{RecordWriter, RunInfo, SequenceInfo, TokenRouting};
-use moescope_engine::{load_prompt_set, trace_batch, GenerateOptions, SequenceTrace, TextCodec};
+use moescope_engine::{
+    load_prompt_set, trace_batch, Checkpoint, GenerateOptions, RoutingPolicy, SequenceTrace,
+    TextCodec,
+};
 use sha2::{Digest, Sha256};
 
 use crate::cli::RecordArgs;
-use crate::commands::{load, steering_policy};
+use crate::commands::{interrupt_flag, load, steering_policy};
 
-/// Runs the recording.
+/// Runs `moescope record`.
 pub fn run(args: &RecordArgs) -> Result<()> {
-    if args.batch == 0 {
+    let ck = load(&args.model)?;
+    let policy = steering_policy(&ck, args.steer.as_deref(), &args.mask)?;
+    let job = RecordJob {
+        ck: &ck,
+        prompts: &args.prompts,
+        out: &args.out,
+        policy: &policy,
+        interventions: interventions_text(args)?,
+        generate: args.generate,
+        full_probs: args.full_probs,
+        batch: args.batch,
+        run_id: args.run_id.clone(),
+    };
+    let r = record(&job, &interrupt_flag())?;
+    if r.complete() {
+        println!(
+            "recorded {} prompts, {} routing rows → {}",
+            r.done,
+            r.rows,
+            args.out.display()
+        );
+    } else {
+        println!(
+            "interrupted: recorded {} of {} prompts, {} routing rows → {} (run.parquet says complete=false)",
+            r.done,
+            r.total,
+            r.rows,
+            args.out.display()
+        );
+    }
+    Ok(())
+}
+
+/// What to record and where: the inputs of [`record`].
+pub struct RecordJob<'a> {
+    /// The model.
+    pub ck: &'a Checkpoint,
+    /// The JSONL prompt set.
+    pub prompts: &'a Path,
+    /// The records folder to write.
+    pub out: &'a Path,
+    /// Routing in effect while recording.
+    pub policy: &'a RoutingPolicy,
+    /// The interventions as text, stored in run.parquet.
+    pub interventions: String,
+    /// Tokens generated per prompt (greedy) and recorded after the prompt's.
+    pub generate: usize,
+    /// Whether to write router_probs.parquet.
+    pub full_probs: bool,
+    /// Prompts run together.
+    pub batch: usize,
+    /// Identifier written in every row (default: run-<unix time>).
+    pub run_id: Option<String>,
+}
+
+/// How a recording ended.
+pub struct Recorded {
+    /// Prompts recorded.
+    pub done: usize,
+    /// Prompts in the set.
+    pub total: usize,
+    /// Routing rows written.
+    pub rows: u64,
+}
+
+impl Recorded {
+    /// Whether every prompt was recorded (not interrupted).
+    pub fn complete(&self) -> bool {
+        self.done == self.total
+    }
+}
+
+/// Records the routing of every prompt of `job.prompts` into `job.out`, stopping after the
+/// current batch once `stop` is set (the files are then complete but marked so).
+pub fn record(job: &RecordJob<'_>, stop: &AtomicBool) -> Result<Recorded> {
+    if job.batch == 0 {
         bail!("--batch must be at least 1");
     }
-    let ck = load(&args.model)?;
-    let records = load_prompt_set(&args.prompts)?;
+    let ck = job.ck;
+    let records = load_prompt_set(job.prompts)?;
     if records.is_empty() {
-        bail!("{}: no prompts", args.prompts.display());
+        bail!("{}: no prompts", job.prompts.display());
     }
-    let policy = steering_policy(&ck, args.steer.as_deref(), &args.mask)?;
     let rendered: Vec<String> = records
         .iter()
         .map(|r| r.render(&ck.codec))
         .collect::<std::result::Result<_, _>>()
-        .with_context(|| format!("rendering {}", args.prompts.display()))?;
+        .with_context(|| format!("rendering {}", job.prompts.display()))?;
     let encoded: Vec<Vec<u32>> = rendered
         .iter()
         .map(|t| ck.codec.encode(t))
@@ -38,7 +115,7 @@ pub fn run(args: &RecordArgs) -> Result<()> {
     if let Some(i) = encoded.iter().position(Vec::is_empty) {
         bail!(
             "{}: prompt {} is empty after tokenisation",
-            args.prompts.display(),
+            job.prompts.display(),
             records[i].id
         );
     }
@@ -51,7 +128,7 @@ pub fn run(args: &RecordArgs) -> Result<()> {
         .map(|d| d.as_secs() as i64)
         .unwrap_or(0);
     let run = RunInfo {
-        run_id: args
+        run_id: job
             .run_id
             .clone()
             .unwrap_or_else(|| format!("run-{created}")),
@@ -62,24 +139,17 @@ pub fn run(args: &RecordArgs) -> Result<()> {
         moe_layers: c.moe_layers().iter().map(|&l| l as u32).collect(),
         num_experts: c.moe.num_experts as u32,
         top_k: c.moe.top_k as u32,
-        interventions: interventions_text(args)?,
-        prompts: args.prompts.display().to_string(),
-        generate_tokens: args.generate as u32,
+        interventions: job.interventions.clone(),
+        prompts: job.prompts.display().to_string(),
+        generate_tokens: job.generate as u32,
         created_unix: created,
         moescope_version: env!("CARGO_PKG_VERSION").to_string(),
         complete: true,
     };
-    let mut writer = RecordWriter::create(&args.out, run, args.full_probs)
-        .with_context(|| format!("creating records in {}", args.out.display()))?;
-    let stop = Arc::new(AtomicBool::new(false));
-    {
-        let stop = Arc::clone(&stop);
-        // Without a handler (e.g. one is already installed) Ctrl-C simply ends the process and
-        // the temporary files are left without being renamed.
-        let _ = ctrlc::set_handler(move || stop.store(true, Ordering::SeqCst));
-    }
+    let mut writer = RecordWriter::create(job.out, run, job.full_probs)
+        .with_context(|| format!("creating records in {}", job.out.display()))?;
     let opts = GenerateOptions {
-        max_new_tokens: args.generate,
+        max_new_tokens: job.generate,
         ..Default::default()
     };
     let bar = ProgressBar::new(records.len() as u64);
@@ -88,13 +158,13 @@ pub fn run(args: &RecordArgs) -> Result<()> {
     )?);
     let mut done = 0usize;
     let mut texts = TokenTexts::default();
-    for (chunk_index, chunk) in encoded.chunks(args.batch).enumerate() {
+    for (chunk_index, chunk) in encoded.chunks(job.batch).enumerate() {
         if stop.load(Ordering::SeqCst) {
             break;
         }
-        let traces = trace_batch(&ck.model, Some(&ck.codec), chunk, &opts, &policy)?;
+        let traces = trace_batch(&ck.model, Some(&ck.codec), chunk, &opts, job.policy)?;
         for (i, trace) in traces.iter().enumerate() {
-            let index = chunk_index * args.batch + i;
+            let index = chunk_index * job.batch + i;
             let r = &records[index];
             push_trace(
                 &mut writer,
@@ -120,21 +190,9 @@ pub fn run(args: &RecordArgs) -> Result<()> {
         bar.set_message(format!("{} rows", writer.rows_written()));
     }
     bar.finish_and_clear();
-    let complete = done == records.len();
-    let rows = writer.finish(complete)?;
-    if complete {
-        println!(
-            "recorded {done} prompts, {rows} routing rows → {}",
-            args.out.display()
-        );
-    } else {
-        println!(
-            "interrupted: recorded {done} of {} prompts, {rows} routing rows → {} (run.parquet says complete=false)",
-            records.len(),
-            args.out.display()
-        );
-    }
-    Ok(())
+    let total = records.len();
+    let rows = writer.finish(done == total)?;
+    Ok(Recorded { done, total, rows })
 }
 
 /// The text of each token id, decoded once.

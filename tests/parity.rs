@@ -74,6 +74,7 @@ fn check_case(name: &str, ck: &Checkpoint, golden: &Golden, case: &str, policy: 
                 phase: Phase::Prompt,
                 recorder: Some(&mut rec),
                 logits_for: LogitsFor::All,
+                gates: None,
             },
         )
         .unwrap();
@@ -346,6 +347,7 @@ fn long_prompt_blocks_agree_with_incremental_decoding() {
             phase: Phase::Prompt,
             recorder: None,
             logits_for: LogitsFor::Last,
+            gates: None,
         };
         let logits = ck.model.forward(tokens, valid, cache, opts).unwrap();
         logits.flatten_all().unwrap().to_vec1().unwrap()

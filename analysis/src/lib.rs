@@ -12,8 +12,8 @@ pub mod scan;
 pub mod stats;
 pub mod table;
 
-pub use bootstrap::{bootstrap_mean, bootstrap_ratio, Estimate};
-pub use classify::RuleSet;
+pub use bootstrap::{bootstrap_grid_mean, bootstrap_mean, bootstrap_ratio, Estimate};
+pub use classify::{Rule, RuleSet};
 pub use error::AnalysisError;
 pub use records::{RecordWriter, Records, RunInfo, SequenceInfo, TokenRouting};
 pub use stats::Positions;

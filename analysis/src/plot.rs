@@ -146,3 +146,110 @@ pub fn ranked_bars(path: &Path, title: &str, bars: &[(String, f64)]) -> Result<(
         Ok(())
     })
 }
+
+/// One line of a sweep plot: a value with its interval at each x.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Series {
+    /// Legend text.
+    pub name: String,
+    /// `(x, value, low, high)`, x ascending.
+    pub points: Vec<(f64, f64, f64, f64)>,
+}
+
+/// Draws lines with interval bars against x (e.g. behaviour rate against the number of
+/// experts steered), with an optional dashed horizontal reference (the unsteered value).
+pub fn sweep_plot(
+    path: &Path,
+    title: &str,
+    x_label: &str,
+    y_label: &str,
+    series: &[Series],
+    reference: Option<(String, f64)>,
+) -> Result<()> {
+    let all = series.iter().flat_map(|s| s.points.iter());
+    let xs: Vec<f64> = all.clone().map(|p| p.0).collect();
+    let ys: Vec<f64> = all
+        .flat_map(|p| [p.1, p.2, p.3])
+        .chain(reference.iter().map(|r| r.1))
+        .filter(|v| v.is_finite())
+        .collect();
+    let (x0, x1) = xs
+        .iter()
+        .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), &v| {
+            (a.min(v), b.max(v))
+        });
+    let (y0, y1) = ys
+        .iter()
+        .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), &v| {
+            (a.min(v), b.max(v))
+        });
+    let (x0, x1) = if x0.is_finite() { (x0, x1) } else { (0.0, 1.0) };
+    let (y0, y1) = if y0.is_finite() { (y0, y1) } else { (0.0, 1.0) };
+    let (xp, yp) = (((x1 - x0) * 0.06).max(0.5), ((y1 - y0) * 0.08).max(1e-3));
+    const PALETTE: [RGBColor; 4] = [
+        RGBColor(178, 24, 43),
+        RGBColor(90, 90, 90),
+        RGBColor(33, 102, 172),
+        RGBColor(27, 120, 55),
+    ];
+    write_atomically(path, |tmp| {
+        let root = SVGBackend::new(tmp, (720, 440)).into_drawing_area();
+        root.fill(&WHITE).map_err(|e| plot_err(path, e))?;
+        let mut chart = ChartBuilder::on(&root)
+            .caption(title, ("sans-serif", 16))
+            .margin(14)
+            .x_label_area_size(36)
+            .y_label_area_size(56)
+            .build_cartesian_2d((x0 - xp)..(x1 + xp), (y0 - yp)..(y1 + yp))
+            .map_err(|e| plot_err(path, e))?;
+        chart
+            .configure_mesh()
+            .x_desc(x_label)
+            .y_desc(y_label)
+            .draw()
+            .map_err(|e| plot_err(path, e))?;
+        if let Some((name, y)) = &reference {
+            let grey = RGBColor(120, 120, 120);
+            chart
+                .draw_series(DashedLineSeries::new(
+                    [(x0 - xp, *y), (x1 + xp, *y)],
+                    6,
+                    4,
+                    grey.stroke_width(1),
+                ))
+                .map_err(|e| plot_err(path, e))?
+                .label(name.as_str())
+                .legend(move |(x, y)| PathElement::new([(x, y), (x + 16, y)], grey));
+        }
+        for (i, s) in series.iter().enumerate() {
+            let c = PALETTE[i % PALETTE.len()];
+            let pts: Vec<_> = s.points.iter().filter(|p| p.1.is_finite()).collect();
+            chart
+                .draw_series(LineSeries::new(
+                    pts.iter().map(|p| (p.0, p.1)),
+                    c.stroke_width(2),
+                ))
+                .map_err(|e| plot_err(path, e))?
+                .label(s.name.as_str())
+                .legend(move |(x, y)| PathElement::new([(x, y), (x + 16, y)], c.stroke_width(2)));
+            chart
+                .draw_series(
+                    pts.iter()
+                        .filter(|p| p.2.is_finite() && p.3.is_finite())
+                        .map(|p| ErrorBar::new_vertical(p.0, p.2, p.1, p.3, c.filled(), 8)),
+                )
+                .map_err(|e| plot_err(path, e))?;
+            chart
+                .draw_series(pts.iter().map(|p| Circle::new((p.0, p.1), 3, c.filled())))
+                .map_err(|e| plot_err(path, e))?;
+        }
+        chart
+            .configure_series_labels()
+            .background_style(WHITE.mix(0.85))
+            .border_style(BLACK)
+            .draw()
+            .map_err(|e| plot_err(path, e))?;
+        root.present().map_err(|e| plot_err(path, e))?;
+        Ok(())
+    })
+}

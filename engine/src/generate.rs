@@ -135,6 +135,7 @@ pub fn generate(
                 phase,
                 recorder: recorder.as_deref_mut(),
                 logits_for: LogitsFor::Last,
+                gates: None,
             },
         )?;
         let mut rows: Vec<Vec<f32>> = logits.squeeze(1)?.to_vec2()?;
@@ -148,6 +149,7 @@ pub fn generate(
                     phase,
                     recorder: None,
                     logits_for: LogitsFor::Last,
+                    gates: None,
                 },
             )?;
             let weak: Vec<Vec<f32>> = weak.squeeze(1)?.to_vec2()?;

@@ -5,6 +5,7 @@
 //! re-weighting, …) apply.
 
 pub mod attention;
+pub mod attribution;
 pub mod checkpoint;
 pub mod config;
 pub mod contrast;
@@ -26,6 +27,7 @@ pub mod tokenizer;
 pub mod trace;
 pub mod weights;
 
+pub use attribution::{gate_gradients, target_logprobs, ExpertGates, ScoredPair};
 pub use checkpoint::Checkpoint;
 pub use config::{Architecture, ModelConfig};
 pub use contrast::SelfContrast;
@@ -34,7 +36,7 @@ pub use generate::{generate, GenerateOptions, Generated, StopReason};
 pub use hooks::{Capture, CaptureData, HookPattern, HookPoint, MoeHook, Recorder};
 pub use model::{ForwardOptions, KvCache, LogitsFor, MoeModel};
 pub use policy::{ExpertEdit, Phase, RoutingPolicy, Scope};
-pub use profile::SteeringProfile;
+pub use profile::{Intervention, InterventionKind, ScopeName, SteeringProfile};
 pub use prompts::{load_prompt_set, PromptInput, PromptRecord};
 pub use routing::RoutingRule;
 pub use tokenizer::{ChatMessage, TextCodec};

@@ -4,6 +4,7 @@
 use candle_core::{Device, Tensor};
 
 use crate::attention::{Attention, LayerKv};
+use crate::attribution::ExpertGates;
 use crate::config::{FfnKind, ModelConfig};
 use crate::error::{EngineError, Result};
 use crate::hooks::Recorder;
@@ -79,6 +80,8 @@ pub struct ForwardOptions<'a> {
     pub recorder: Option<&'a mut Recorder>,
     /// Positions to compute logits for.
     pub logits_for: LogitsFor,
+    /// Gates on every expert's output, for gradient attribution (`None`: ordinary inference).
+    pub gates: Option<&'a ExpertGates>,
 }
 
 /// A loaded MoE language model.
@@ -232,6 +235,7 @@ impl MoeModel {
             policy: opts.policy,
             phase: opts.phase,
             recorder: opts.recorder,
+            gates: opts.gates,
         };
         for (layer, kv) in self.layers.iter().zip(cache.layers.iter_mut()) {
             let mask = match masks.iter().find(|(w, _)| *w == layer.sliding_window) {

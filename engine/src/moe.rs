@@ -3,11 +3,13 @@
 
 use candle_core::{Device, Tensor};
 
+use crate::attribution::ExpertGates;
 use crate::config::{Architecture, MoeSpec};
 use crate::error::Result;
 use crate::hooks::{CaptureData, HookPoint, MoeHook, Recorder};
 use crate::layers::{Linear, SwiGlu};
 use crate::policy::{Phase, RoutingPolicy};
+use crate::routing::Scoring;
 use crate::weights::Weights;
 
 /// Checkpoint names of one MoE block's tensors, which differ between architectures.
@@ -129,6 +131,8 @@ pub struct MoeCall<'a> {
     pub phase: Phase,
     /// Hook subscriptions and captures, if recording.
     pub recorder: Option<&'a mut Recorder>,
+    /// Gates on expert outputs, for gradient attribution.
+    pub gates: Option<&'a ExpertGates>,
 }
 
 /// One layer's MoE block.
@@ -230,7 +234,8 @@ impl MoeBlock {
     pub fn forward(&self, x: &Tensor, call: &mut MoeCall<'_>) -> Result<Tensor> {
         let (e, model_k) = (self.spec.num_experts, self.spec.top_k);
         let tokens = x.dim(0)?;
-        let mut logits: Vec<f32> = self.router.forward(x)?.flatten_all()?.to_vec1()?;
+        let logits_t = self.router.forward(x)?;
+        let mut logits: Vec<f32> = logits_t.flatten_all()?.to_vec1()?;
         let plan = call
             .policy
             .layer(self.layer)
@@ -255,6 +260,14 @@ impl MoeBlock {
             }
         };
         let k = routing.top_k;
+        // Computing gradients with the model's own routing: the chosen experts' weights are
+        // rebuilt from the router logits so that they carry gradient too.
+        let tracked_weights = match (&plan, call.gates) {
+            (None, Some(_)) if logits_t.track_op() => {
+                Some(self.differentiable_weights(&logits_t, &routing)?)
+            }
+            _ => None,
+        };
         let want_maxabs = call
             .recorder
             .as_deref()
@@ -299,7 +312,17 @@ impl MoeBlock {
                     maxabs[s] = v;
                 }
             }
-            let w = Tensor::from_vec(weights, (slots.len(), 1), &self.device)?;
+            let mut w = match &tracked_weights {
+                Some(tw) => {
+                    let at: Vec<u32> = slots.iter().map(|&s| s as u32).collect();
+                    tw.index_select(&Tensor::new(at.as_slice(), &self.device)?, 0)?
+                        .reshape((slots.len(), 1))?
+                }
+                None => Tensor::from_vec(weights, (slots.len(), 1), &self.device)?,
+            };
+            if let Some(g) = call.gates.and_then(|g| g.layer(self.layer)) {
+                w = w.broadcast_mul(&g.narrow(0, expert, 1)?.reshape((1, 1))?)?;
+            }
             outputs.push(y.broadcast_mul(&w)?);
             rows.extend(token_ids);
         }
@@ -327,6 +350,27 @@ impl MoeBlock {
             out = (out + s)?;
         }
         Ok(out)
+    }
+
+    /// The chosen experts' mixing weights `[tokens × k]` as a function of the router logits
+    /// tensor (same values as `routing.weights`), for gradients.
+    fn differentiable_weights(
+        &self,
+        logits: &Tensor,
+        routing: &crate::routing::Routing,
+    ) -> Result<Tensor> {
+        let rule = &self.spec.routing;
+        let scores = match rule.scoring {
+            Scoring::Softmax => candle_nn::ops::softmax(logits, candle_core::D::Minus1)?,
+            Scoring::Sigmoid => candle_nn::ops::sigmoid(logits)?,
+        };
+        let tokens = logits.dim(0)?;
+        let ids = Tensor::from_vec(routing.ids.clone(), (tokens, routing.top_k), &self.device)?;
+        let mut w = scores.gather(&ids, 1)?;
+        if rule.norm_topk_prob {
+            w = w.broadcast_div(&(w.sum_keepdim(1)? + 1e-20)?)?;
+        }
+        Ok((w * f64::from(rule.scaling))?.flatten_all()?)
     }
 
     fn route(&self, logits: &[f32], k: usize, forced: &[usize]) -> crate::routing::Routing {

@@ -15,9 +15,11 @@ const HIDDEN: f32 = MASKED / 10.0;
 /// `softmax(scores + mask)` over the last dimension, with `scores` `[batch, heads, seq, keys]`
 /// and an additive `mask` `[batch, 1, seq, keys]` shared by every head. With `sinks` (one logit
 /// per head) each row's softmax also runs over its head's sink, whose probability is then
-/// dropped. One parallel pass on the CPU; other devices use the unfused ops.
+/// dropped. One parallel pass on the CPU; other devices, and gradient computations, use the
+/// unfused ops.
 pub fn masked_softmax(scores: &Tensor, mask: &Tensor, sinks: Option<&[f32]>) -> Result<Tensor> {
-    if scores.device().is_cpu() {
+    let tracked = scores.track_op();
+    if scores.device().is_cpu() && !tracked {
         let op = MaskedSoftmax {
             sinks: sinks.map(<[f32]>::to_vec),
         };
@@ -25,15 +27,22 @@ pub fn masked_softmax(scores: &Tensor, mask: &Tensor, sinks: Option<&[f32]>) -> 
             .contiguous()?
             .apply_op2_no_bwd(&mask.contiguous()?, &op)?);
     }
+    let softmax = |t: &Tensor| -> Result<Tensor> {
+        Ok(if tracked {
+            candle_nn::ops::softmax(t, candle_core::D::Minus1)?
+        } else {
+            candle_nn::ops::softmax_last_dim(t)?
+        })
+    };
     let logits = scores.broadcast_add(mask)?;
     let Some(sinks) = sinks else {
-        return Ok(candle_nn::ops::softmax_last_dim(&logits)?);
+        return softmax(&logits);
     };
     let (b, h, t, keys) = logits.dims4()?;
     let sink = Tensor::new(sinks, logits.device())?
         .reshape((1, h, 1, 1))?
         .broadcast_as((b, h, t, 1))?;
-    let probs = candle_nn::ops::softmax_last_dim(&Tensor::cat(&[&logits, &sink], 3)?)?;
+    let probs = softmax(&Tensor::cat(&[&logits, &sink], 3)?)?;
     Ok(probs.narrow(3, 0, keys)?)
 }
 

@@ -219,6 +219,17 @@ impl SteeringProfile {
         Ok((profile, policy))
     }
 
+    /// The routing policy of a profile built in code, checked against `config` exactly as a
+    /// profile file would be (`name` labels errors).
+    pub fn to_policy(&self, name: &str, config: &ModelConfig) -> Result<RoutingPolicy> {
+        let text = toml::to_string_pretty(self).map_err(|e| EngineError::Profile {
+            path: name.into(),
+            line: None,
+            message: e.to_string(),
+        })?;
+        Ok(Self::parse(&text, Path::new(name), config)?.1)
+    }
+
     /// Writes the profile as TOML, through a temporary file renamed into place so a failed
     /// write never leaves half a profile.
     pub fn save(&self, path: &Path) -> Result<()> {

@@ -135,10 +135,36 @@ impl Rope {
         })
     }
 
+    /// The same rotation from differentiable elementwise ops.
+    fn apply_composed(&self, x: &Tensor) -> Result<Tensor> {
+        let (b, h, t, d) = x.dims4()?;
+        let half = d / 2;
+        let cos = self.cos.unsqueeze(1)?;
+        let sin = self.sin.unsqueeze(1)?;
+        if self.interleaved {
+            let pairs = x.reshape((b, h, t, half, 2))?;
+            let (even, odd) = (
+                pairs.narrow(4, 0, 1)?.squeeze(4)?,
+                pairs.narrow(4, 1, 1)?.squeeze(4)?,
+            );
+            let re = (even.broadcast_mul(&cos)? - odd.broadcast_mul(&sin)?)?;
+            let ro = (even.broadcast_mul(&sin)? + odd.broadcast_mul(&cos)?)?;
+            Ok(Tensor::stack(&[re, ro], 4)?.reshape((b, h, t, d))?)
+        } else {
+            let (x1, x2) = (x.narrow(3, 0, half)?, x.narrow(3, half, half)?);
+            let r1 = (x1.broadcast_mul(&cos)? - x2.broadcast_mul(&sin)?)?;
+            let r2 = (x2.broadcast_mul(&cos)? + x1.broadcast_mul(&sin)?)?;
+            Ok(Tensor::cat(&[r1, r2], 3)?)
+        }
+    }
+
     /// Rotates `x` of shape `[batch, heads, seq, dim]`.
     pub fn apply(&self, x: &Tensor) -> Result<Tensor> {
         let x = x.contiguous()?;
-        Ok(if self.interleaved {
+        // The fused kernels have no backward pass; gradients take the composed ops.
+        Ok(if x.track_op() {
+            self.apply_composed(&x)?
+        } else if self.interleaved {
             candle_nn::rotary_emb::rope_i(&x, &self.cos, &self.sin)?
         } else {
             candle_nn::rotary_emb::rope(&x, &self.cos, &self.sin)?

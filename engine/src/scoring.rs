@@ -29,6 +29,7 @@ pub fn continuation_logprob(
             phase,
             recorder: None,
             logits_for,
+            gates: None,
         };
         model.forward(
             &[tokens.to_vec()],
@@ -67,6 +68,7 @@ pub fn sequence_nll(
         phase: Phase::Prompt,
         recorder: None,
         logits_for: LogitsFor::All,
+        gates: None,
     };
     let input = &tokens[..tokens.len() - 1];
     let logits = model.forward(

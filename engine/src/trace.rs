@@ -186,6 +186,7 @@ fn forward_prompts(
             phase: Phase::Prompt,
             recorder: Some(recorder),
             logits_for: LogitsFor::Last,
+            gates: None,
         },
     )?;
     Ok(())

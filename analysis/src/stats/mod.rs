@@ -1,6 +1,7 @@
 //! The expert statistics. Each is a fold over [`crate::scan::scan_choices`] returning a
 //! [`crate::table::Table`] whose first columns are `layer` and `expert`.
 
+pub mod attribution;
 pub mod consistency;
 pub mod contrast;
 pub mod freq;

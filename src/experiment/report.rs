@@ -1,0 +1,605 @@
+//! The report folder of an experiment: every measured number as Parquet and CSV
+//! (`results.*`), the top-N vs random-N comparison per size (`summary.*`), SVG plots of
+//! behaviour and perplexity against N, and `report.md` tying them together. Rewritten after
+//! every condition through temporary files, so an interrupted run leaves a consistent report.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+use anyhow::Result;
+use moescope_analysis::plot::{sweep_plot, Series};
+use moescope_analysis::table::write_text;
+use moescope_analysis::{bootstrap_grid_mean, Column, Estimate, Table};
+
+use super::config::ExperimentConfig;
+use super::{slug, Measured};
+
+/// How an expert set was chosen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Selection {
+    /// The N best of the ranking.
+    Top,
+    /// N random experts of the same layers.
+    Random,
+}
+
+impl Selection {
+    /// `top` or `random #d`.
+    pub fn label(self, draw: usize) -> String {
+        match self {
+            Selection::Top => "top".into(),
+            Selection::Random => format!("random #{draw}"),
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Selection::Top => "top",
+            Selection::Random => "random",
+        }
+    }
+}
+
+/// One steered condition and what it measured.
+pub struct Condition {
+    /// Arm name.
+    pub arm: String,
+    /// Evaluation set name.
+    pub eval: String,
+    /// Number of experts steered.
+    pub size: usize,
+    /// Top or random.
+    pub selection: Selection,
+    /// 0 for the top set, 1.. for random draws.
+    pub draw: usize,
+    /// The experts, `L3:E7 …`.
+    pub experts: String,
+    /// Behaviour metrics.
+    pub measured: Measured,
+    /// Perplexity on the quality set.
+    pub perplexity: Estimate,
+}
+
+/// Top-N against random-N at one size, for one arm and metric.
+struct Comparison {
+    size: usize,
+    experts: String,
+    top: Estimate,
+    random: Estimate,
+    draws: usize,
+    separated: bool,
+    ppl_top: f64,
+    ppl_random: f64,
+}
+
+/// The report being built.
+pub struct Report<'a> {
+    cfg: &'a ExperimentConfig,
+    out: PathBuf,
+    total: usize,
+    notes: Vec<String>,
+    ranking_md: String,
+    baseline: BTreeMap<String, Measured>,
+    baseline_quality: Option<Estimate>,
+    conditions: Vec<Condition>,
+}
+
+impl<'a> Report<'a> {
+    /// An empty report for `cfg` in `out`, expecting `total` conditions (baseline included).
+    pub fn new(cfg: &'a ExperimentConfig, out: &Path, total: usize) -> Self {
+        Self {
+            cfg,
+            out: out.to_path_buf(),
+            total,
+            notes: Vec::new(),
+            ranking_md: String::new(),
+            baseline: BTreeMap::new(),
+            baseline_quality: None,
+            conditions: Vec::new(),
+        }
+    }
+
+    /// Adds a line to the report's notes.
+    pub fn note(&mut self, text: String) {
+        self.notes.push(text);
+    }
+
+    /// Keeps the head of the detection ranking for the report.
+    pub fn set_ranking(&mut self, ranking: &Table) {
+        self.ranking_md = ranking.to_markdown(12);
+    }
+
+    /// The unsteered perplexity.
+    pub fn set_baseline_quality(&mut self, e: Estimate) {
+        self.baseline_quality = Some(e);
+    }
+
+    /// The unsteered behaviour on one evaluation set.
+    pub fn set_baseline(&mut self, eval: &str, m: Measured) {
+        self.baseline.insert(eval.to_string(), m);
+    }
+
+    /// Adds a finished condition.
+    pub fn add(&mut self, c: Condition) {
+        self.conditions.push(c);
+    }
+
+    fn baseline_value(&self, eval: &str, metric: &str) -> Option<Estimate> {
+        self.baseline
+            .get(eval)?
+            .metrics
+            .iter()
+            .find(|m| m.0 == metric)
+            .map(|m| m.2)
+    }
+
+    /// Top vs random per size for `arm` and `metric`, for sizes whose top set is measured.
+    fn comparisons(&self, arm: &super::config::Arm, metric: &str) -> Vec<Comparison> {
+        let mut out = Vec::new();
+        for &size in &self.cfg.sweep.sizes {
+            let of = |sel: Selection| {
+                self.conditions
+                    .iter()
+                    .filter(move |c| c.arm == arm.name && c.size == size && c.selection == sel)
+            };
+            let Some(top) = of(Selection::Top).next() else {
+                continue;
+            };
+            let values = |c: &Condition| {
+                c.measured
+                    .metrics
+                    .iter()
+                    .find(|m| m.0 == metric)
+                    .map(|m| (m.1.clone(), m.2))
+            };
+            let Some((_, top_est)) = values(top) else {
+                continue;
+            };
+            let grid: Vec<Vec<f64>> = of(Selection::Random)
+                .filter_map(|c| values(c).map(|v| v.0))
+                .collect();
+            let random = bootstrap_grid_mean(&grid, 2000, 0.95, self.cfg.seed);
+            let separated = match arm.expect.as_str() {
+                "lower" => top_est.high < random.low,
+                _ => top_est.low > random.high,
+            };
+            let ppls: Vec<f64> = of(Selection::Random).map(|c| c.perplexity.value).collect();
+            out.push(Comparison {
+                size,
+                experts: top.experts.clone(),
+                top: top_est,
+                random,
+                draws: grid.len(),
+                separated: separated && !grid.is_empty(),
+                ppl_top: top.perplexity.value,
+                ppl_random: if ppls.is_empty() {
+                    f64::NAN
+                } else {
+                    ppls.iter().sum::<f64>() / ppls.len() as f64
+                },
+            });
+        }
+        out
+    }
+
+    /// One line per arm: whether top-N beat random-N, and what it cost in perplexity.
+    pub fn verdicts(&self) -> Vec<String> {
+        let base_ppl = self.baseline_quality.map_or(f64::NAN, |e| e.value);
+        let mut lines = Vec::new();
+        for arm in &self.cfg.arms {
+            let Some(metric) = self.primary_metric(&arm.eval) else {
+                continue;
+            };
+            let comps = self.comparisons(arm, &metric);
+            if comps.is_empty() {
+                continue;
+            }
+            let sep: Vec<String> = comps
+                .iter()
+                .filter(|c| c.separated)
+                .map(|c| c.size.to_string())
+                .collect();
+            let worst_ppl = comps
+                .iter()
+                .map(|c| (c.ppl_top / base_ppl - 1.0) * 100.0)
+                .fold(0.0f64, |a, b| if b.abs() > a.abs() { b } else { a });
+            let base = self
+                .baseline_value(&arm.eval, &metric)
+                .map_or(f64::NAN, |e| e.value);
+            let moves = comps
+                .iter()
+                .map(|c| format!("N={}: {:.3}", c.size, c.top.value))
+                .collect::<Vec<_>>()
+                .join(", ");
+            lines.push(format!(
+                "- **{}** ({} on `{}`, expected {}): baseline {base:.3}; top-N {moves}. Top-N beats random-N with non-overlapping 95% intervals at {}. Largest perplexity change for top-N: {worst_ppl:+.1}%.",
+                arm.name,
+                metric,
+                arm.eval,
+                arm.expect,
+                if sep.is_empty() {
+                    "no N".to_string()
+                } else {
+                    format!("N ∈ {{{}}}", sep.join(", "))
+                },
+            ));
+        }
+        lines
+    }
+
+    fn primary_metric(&self, eval: &str) -> Option<String> {
+        self.cfg
+            .evals
+            .iter()
+            .find(|e| e.name == eval)
+            .and_then(|e| e.metrics.first().cloned())
+    }
+
+    /// Every number as one long table.
+    fn results_table(&self) -> Table {
+        let mut t = ResultsBuilder::default();
+        for (eval, m) in &self.baseline {
+            for (metric, _, e) in &m.metrics {
+                t.push("baseline", eval, metric, 0, "baseline", 0, "", e);
+            }
+        }
+        if let Some(q) = &self.baseline_quality {
+            t.push("baseline", "quality", "perplexity", 0, "baseline", 0, "", q);
+        }
+        for c in &self.conditions {
+            let sel = c.selection.name();
+            for (metric, _, e) in &c.measured.metrics {
+                t.push(&c.arm, &c.eval, metric, c.size, sel, c.draw, &c.experts, e);
+            }
+            t.push(
+                &c.arm,
+                "quality",
+                "perplexity",
+                c.size,
+                sel,
+                c.draw,
+                &c.experts,
+                &c.perplexity,
+            );
+        }
+        t.finish()
+    }
+
+    fn summary_table(&self) -> Table {
+        let base_ppl = self.baseline_quality.map_or(f64::NAN, |e| e.value);
+        let mut text: [Vec<String>; 4] = Default::default();
+        let mut ints: [Vec<u64>; 3] = Default::default();
+        let mut fl: [Vec<f64>; 10] = Default::default();
+        for arm in &self.cfg.arms {
+            let metrics = self
+                .cfg
+                .evals
+                .iter()
+                .find(|e| e.name == arm.eval)
+                .map(|e| e.metrics.clone())
+                .unwrap_or_default();
+            for metric in metrics {
+                let base = self
+                    .baseline_value(&arm.eval, &metric)
+                    .map_or(f64::NAN, |e| e.value);
+                for c in self.comparisons(arm, &metric) {
+                    for (col, v) in text.iter_mut().zip([
+                        arm.name.clone(),
+                        metric.clone(),
+                        c.experts.clone(),
+                        arm.expect.clone(),
+                    ]) {
+                        col.push(v);
+                    }
+                    for (col, v) in
+                        ints.iter_mut()
+                            .zip([c.size as u64, c.draws as u64, u64::from(c.separated)])
+                    {
+                        col.push(v);
+                    }
+                    for (col, v) in fl.iter_mut().zip([
+                        base,
+                        c.top.value,
+                        c.top.low,
+                        c.top.high,
+                        c.random.value,
+                        c.random.low,
+                        c.random.high,
+                        c.ppl_top,
+                        c.ppl_random,
+                        (c.ppl_top / base_ppl - 1.0) * 100.0,
+                    ]) {
+                        col.push(v);
+                    }
+                }
+            }
+        }
+        let [arm, metric, experts, expect] = text;
+        let [size, draws, separated] = ints;
+        let [base, tv, tl, th, rv, rl, rh, pt, pr, pc] = fl;
+        Table::default()
+            .with("arm", Column::Text(arm))
+            .with("metric", Column::Text(metric))
+            .with("size", Column::Int(size))
+            .with("expect", Column::Text(expect))
+            .with("baseline", Column::Float(base))
+            .with("top", Column::Float(tv))
+            .with("top_low", Column::Float(tl))
+            .with("top_high", Column::Float(th))
+            .with("random", Column::Float(rv))
+            .with("random_low", Column::Float(rl))
+            .with("random_high", Column::Float(rh))
+            .with("random_draws", Column::Int(draws))
+            .with("separated", Column::Int(separated))
+            .with("ppl_top", Column::Float(pt))
+            .with("ppl_random", Column::Float(pr))
+            .with("ppl_change_top_pct", Column::Float(pc))
+            .with("top_experts", Column::Text(experts))
+    }
+
+    /// Writes every file of the report; `complete` marks a finished run.
+    pub fn write(&self, complete: bool) -> Result<()> {
+        let results = self.results_table();
+        results.write_parquet(&self.out.join("results.parquet"))?;
+        write_text(&self.out.join("results.csv"), &results.to_csv())?;
+        let summary = self.summary_table();
+        summary.write_parquet(&self.out.join("summary.parquet"))?;
+        write_text(&self.out.join("summary.csv"), &summary.to_csv())?;
+        let plots = self.write_plots()?;
+        write_text(
+            &self.out.join("report.md"),
+            &self.markdown(complete, &plots),
+        )?;
+        Ok(())
+    }
+
+    /// Behaviour and perplexity against N, per arm; returns `(caption, file name)`.
+    fn write_plots(&self) -> Result<Vec<(String, String)>> {
+        let mut plots = Vec::new();
+        let base_ppl = self.baseline_quality.map(|e| e.value);
+        for arm in &self.cfg.arms {
+            let Some(eval) = self.cfg.evals.iter().find(|e| e.name == arm.eval) else {
+                continue;
+            };
+            let mut ppl_series: Option<[Series; 2]> = None;
+            for metric in &eval.metrics {
+                let comps = self.comparisons(arm, metric);
+                if comps.is_empty() {
+                    continue;
+                }
+                let series = |name: &str, f: &dyn Fn(&Comparison) -> Estimate| Series {
+                    name: name.to_string(),
+                    points: comps
+                        .iter()
+                        .map(|c| {
+                            let e = f(c);
+                            (c.size as f64, e.value, e.low, e.high)
+                        })
+                        .collect(),
+                };
+                let file = format!("{}-{}.svg", slug(&arm.name), slug(metric));
+                sweep_plot(
+                    &self.out.join(&file),
+                    &format!("{}: {metric} on {} vs N", arm.name, arm.eval),
+                    "experts steered (N)",
+                    metric,
+                    &[
+                        series("top-N (95% CI)", &|c| c.top),
+                        series("random-N, mean of draws (95% CI)", &|c| c.random),
+                    ],
+                    self.baseline_value(&arm.eval, metric)
+                        .map(|e| ("unsteered".to_string(), e.value)),
+                )?;
+                plots.push((format!("{}: {metric} against N", arm.name), file));
+                if ppl_series.is_none() {
+                    let point = |c: &Comparison, v: f64| (c.size as f64, v, f64::NAN, f64::NAN);
+                    ppl_series = Some([
+                        Series {
+                            name: "top-N".into(),
+                            points: comps.iter().map(|c| point(c, c.ppl_top)).collect(),
+                        },
+                        Series {
+                            name: "random-N (mean of draws)".into(),
+                            points: comps.iter().map(|c| point(c, c.ppl_random)).collect(),
+                        },
+                    ]);
+                }
+            }
+            if let Some(series) = ppl_series {
+                let file = format!("{}-perplexity.svg", slug(&arm.name));
+                sweep_plot(
+                    &self.out.join(&file),
+                    &format!("{}: perplexity on neutral text vs N", arm.name),
+                    "experts steered (N)",
+                    "perplexity",
+                    &series,
+                    base_ppl.map(|v| ("unsteered".to_string(), v)),
+                )?;
+                plots.push((format!("{}: perplexity against N", arm.name), file));
+            }
+        }
+        Ok(plots)
+    }
+
+    fn markdown(&self, complete: bool, plots: &[(String, String)]) -> String {
+        let cfg = self.cfg;
+        let mut md = String::new();
+        let done = self.conditions.len() + usize::from(self.baseline_quality.is_some());
+        let _ = writeln!(md, "# Experiment: {}\n", cfg.name);
+        if !cfg.description.is_empty() {
+            let _ = writeln!(md, "{}\n", cfg.description.trim());
+        }
+        let _ = writeln!(
+            md,
+            "Status: **{}** ({done} of {} conditions). Configuration: `config.resolved.toml`; every number: `results.parquet` / `results.csv`; top-N vs random-N: `summary.parquet` / `summary.csv`.\n",
+            if complete { "complete" } else { "partial" },
+            self.total
+        );
+        for n in &self.notes {
+            let _ = writeln!(md, "> {n}\n");
+        }
+        let _ = writeln!(md, "## Findings\n");
+        let verdicts = self.verdicts();
+        if verdicts.is_empty() {
+            let _ = writeln!(md, "No steered condition has finished yet.\n");
+        }
+        for v in verdicts {
+            let _ = writeln!(md, "{v}");
+        }
+        let _ = writeln!(
+            md,
+            "\nRandom-N sets have as many experts in each layer as the top-N set, never one of its experts, drawn with the experiment's seed ({} draws per N, the same sets for every arm). Intervals are 95% percentile bootstraps: over prompts for top-N, over draws and prompts for random-N.\n",
+            cfg.sweep.random_draws
+        );
+        let _ = writeln!(md, "## Detection\n");
+        let _ = writeln!(
+            md,
+            "`{}` on `{}` ({} tokens generated per prompt, positions: {}), at most {} experts per layer. Full ranking: `ranking.parquet`, `ranking.csv`, `ranking.heatmap.svg`, `ranking.bars.svg`; recording: `detect-records/`.\n",
+            cfg.detect.statistic,
+            cfg.detect.prompts.display(),
+            cfg.detect.generate,
+            cfg.detect.positions,
+            cfg.detect.max_per_layer.map_or("top_k".into(), |m| m.to_string()),
+        );
+        md.push_str(&self.ranking_md);
+        let _ = writeln!(md, "\n![ranking](ranking.heatmap.svg)\n");
+        let _ = writeln!(md, "## Unsteered\n");
+        let _ = writeln!(
+            md,
+            "| set | metric | value | 95% interval | n |\n| --- | --- | ---: | --- | ---: |"
+        );
+        for (eval, m) in &self.baseline {
+            for (metric, _, e) in &m.metrics {
+                let _ = writeln!(
+                    md,
+                    "| {eval} | {metric} | {:.3} | [{:.3}, {:.3}] | {} |",
+                    e.value, e.low, e.high, e.n
+                );
+            }
+        }
+        if let Some(q) = &self.baseline_quality {
+            let _ = writeln!(
+                md,
+                "| {} | perplexity | {:.2} | [{:.2}, {:.2}] | {} |",
+                cfg.quality.prompts.display(),
+                q.value,
+                q.low,
+                q.high,
+                q.n
+            );
+        }
+        let base_ppl = self.baseline_quality.map_or(f64::NAN, |e| e.value);
+        for arm in &cfg.arms {
+            let Some(eval) = cfg.evals.iter().find(|e| e.name == arm.eval) else {
+                continue;
+            };
+            let _ = writeln!(
+                md,
+                "\n## Arm: {} ({}{} on `{}`, scope {})\n",
+                arm.name,
+                arm.intervention,
+                arm.value.map_or(String::new(), |v| format!(" {v}")),
+                eval.prompts.display(),
+                arm.scope
+            );
+            for metric in &eval.metrics {
+                let comps = self.comparisons(arm, metric);
+                if comps.is_empty() {
+                    continue;
+                }
+                let _ = writeln!(md, "**{metric}** (expected {}):\n", arm.expect);
+                let _ = writeln!(md, "| N | top-N | random-N (mean of {} draws) | separated | perplexity top-N (Δ) | perplexity random-N | top-N experts |\n| ---: | --- | --- | :---: | --- | ---: | --- |", cfg.sweep.random_draws);
+                for c in comps {
+                    let _ = writeln!(
+                        md,
+                        "| {} | {:.3} [{:.3}, {:.3}] | {:.3} [{:.3}, {:.3}] | {} | {:.2} ({:+.1}%) | {:.2} | {} |",
+                        c.size,
+                        c.top.value,
+                        c.top.low,
+                        c.top.high,
+                        c.random.value,
+                        c.random.low,
+                        c.random.high,
+                        if c.separated { "yes" } else { "no" },
+                        c.ppl_top,
+                        (c.ppl_top / base_ppl - 1.0) * 100.0,
+                        c.ppl_random,
+                        c.experts
+                    );
+                }
+                let _ = writeln!(md);
+            }
+            for (caption, file) in plots
+                .iter()
+                .filter(|p| p.0.starts_with(&format!("{}:", arm.name)))
+            {
+                let _ = writeln!(md, "![{caption}]({file})\n");
+            }
+        }
+        let _ = writeln!(
+            md,
+            "## Files\n\n`profiles/` holds the steering profile of every top-N condition (usable with `moescope generate --steer` and `moescope eval --steer`)."
+        );
+        md
+    }
+}
+
+/// Accumulates the long results table.
+#[derive(Default)]
+struct ResultsBuilder {
+    text: [Vec<String>; 5],
+    ints: [Vec<u64>; 3],
+    fl: [Vec<f64>; 3],
+}
+
+impl ResultsBuilder {
+    #[allow(clippy::too_many_arguments)]
+    fn push(
+        &mut self,
+        arm: &str,
+        eval: &str,
+        metric: &str,
+        size: usize,
+        selection: &str,
+        draw: usize,
+        experts: &str,
+        e: &Estimate,
+    ) {
+        for (col, v) in self
+            .text
+            .iter_mut()
+            .zip([arm, eval, metric, selection, experts])
+        {
+            col.push(v.to_string());
+        }
+        for (col, v) in self
+            .ints
+            .iter_mut()
+            .zip([size as u64, draw as u64, e.n as u64])
+        {
+            col.push(v);
+        }
+        for (col, v) in self.fl.iter_mut().zip([e.value, e.low, e.high]) {
+            col.push(v);
+        }
+    }
+
+    fn finish(self) -> Table {
+        let [arm, eval, metric, selection, experts] = self.text;
+        let [size, draw, n] = self.ints;
+        let [value, low, high] = self.fl;
+        Table::default()
+            .with("arm", Column::Text(arm))
+            .with("eval", Column::Text(eval))
+            .with("metric", Column::Text(metric))
+            .with("size", Column::Int(size))
+            .with("selection", Column::Text(selection))
+            .with("draw", Column::Int(draw))
+            .with("value", Column::Float(value))
+            .with("low", Column::Float(low))
+            .with("high", Column::Float(high))
+            .with("n", Column::Int(n))
+            .with("experts", Column::Text(experts))
+    }
+}
