@@ -22,19 +22,7 @@ pub fn run(args: &AttributeArgs) -> Result<()> {
         bail!("--batch must be at least 1");
     }
     let ck = load(&args.model)?;
-    let records: Vec<_> = load_prompt_set(&args.prompts)?
-        .into_iter()
-        .filter(|r| args.label.is_none() || r.label == args.label)
-        .collect();
-    if records.is_empty() {
-        bail!(
-            "{}: no prompts{}",
-            args.prompts.display(),
-            args.label
-                .as_ref()
-                .map_or(String::new(), |l| format!(" with label `{l}`"))
-        );
-    }
+    let records = prompts_with_label(&args.prompts, args.label.as_deref())?;
     let pairs = scored_pairs(&ck, &records, args.target.as_deref(), &args.prompts)?;
     let (table, rows, base) = attribution_ranking(&ck, &pairs, args.batch)?;
     let rho = spearman(
@@ -156,4 +144,20 @@ pub fn attribution_ranking(
     }
     bar.finish_and_clear();
     Ok((attribution_table(&rows), rows, base))
+}
+
+/// The prompts of a set, only those with `label` when one is given; an error when none is left.
+pub fn prompts_with_label(path: &Path, label: Option<&str>) -> Result<Vec<PromptRecord>> {
+    let records: Vec<PromptRecord> = load_prompt_set(path)?
+        .into_iter()
+        .filter(|r| label.is_none() || r.label.as_deref() == label)
+        .collect();
+    if records.is_empty() {
+        bail!(
+            "{}: no prompts{}",
+            path.display(),
+            label.map_or(String::new(), |l| format!(" with label `{l}`"))
+        );
+    }
+    Ok(records)
 }

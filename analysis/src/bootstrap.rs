@@ -45,10 +45,24 @@ pub fn bootstrap_ratio(pairs: &[(f64, f64)], resamples: usize, level: f64, seed:
         };
     }
     let mut rng = StdRng::seed_from_u64(seed);
-    let mut stats: Vec<f64> = (0..resamples.max(1))
+    let stats: Vec<f64> = (0..resamples.max(1))
         .map(|_| ratio(&mut (0..n).map(|_| pairs[rng.gen_range(0..n)])))
-        .filter(|v| v.is_finite())
         .collect();
+    percentile_interval(value, stats, level, n)
+}
+
+/// The estimate `value` with the central `level` interval of its bootstrap replicates
+/// (non-finite replicates dropped).
+fn percentile_interval(value: f64, mut stats: Vec<f64>, level: f64, n: usize) -> Estimate {
+    stats.retain(|v| v.is_finite());
+    if stats.is_empty() {
+        return Estimate {
+            value,
+            low: f64::NAN,
+            high: f64::NAN,
+            n,
+        };
+    }
     stats.sort_by(f64::total_cmp);
     let at = |q: f64| stats[((q * (stats.len() - 1) as f64).round() as usize).min(stats.len() - 1)];
     let tail = (1.0 - level) / 2.0;
@@ -78,7 +92,7 @@ pub fn bootstrap_grid_mean(grid: &[Vec<f64>], resamples: usize, level: f64, seed
     }
     let value = grid.iter().flatten().sum::<f64>() / n_total as f64;
     let mut rng = StdRng::seed_from_u64(seed);
-    let mut stats: Vec<f64> = (0..resamples.max(1))
+    let stats: Vec<f64> = (0..resamples.max(1))
         .map(|_| {
             let rows: Vec<usize> = (0..d).map(|_| rng.gen_range(0..d)).collect();
             let items: Vec<usize> = (0..n).map(|_| rng.gen_range(0..n)).collect();
@@ -89,15 +103,7 @@ pub fn bootstrap_grid_mean(grid: &[Vec<f64>], resamples: usize, level: f64, seed
             sum / n_total as f64
         })
         .collect();
-    stats.sort_by(f64::total_cmp);
-    let at = |q: f64| stats[((q * (stats.len() - 1) as f64).round() as usize).min(stats.len() - 1)];
-    let tail = (1.0 - level) / 2.0;
-    Estimate {
-        value,
-        low: at(tail),
-        high: at(1.0 - tail),
-        n: n_total,
-    }
+    percentile_interval(value, stats, level, n_total)
 }
 
 #[cfg(test)]

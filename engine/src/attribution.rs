@@ -9,8 +9,8 @@ use candle_core::{DType, Tensor, Var, D};
 
 use crate::error::{EngineError, Result};
 use crate::generate::left_pad;
-use crate::model::{ForwardOptions, KvCache, LogitsFor, MoeModel};
-use crate::policy::{Phase, RoutingPolicy};
+use crate::model::{ForwardOptions, KvCache, MoeModel};
+use crate::policy::RoutingPolicy;
 
 /// A multiplicative gate of 1 on every routed expert's output at every MoE layer, as candle
 /// variables, so a backward pass yields each expert's gate gradient.
@@ -68,13 +68,7 @@ pub fn target_logprobs(
             &tokens,
             &valid,
             &mut KvCache::new(),
-            ForwardOptions {
-                policy,
-                phase: Phase::Prompt,
-                recorder: None,
-                logits_for: LogitsFor::All,
-                gates: None,
-            },
+            ForwardOptions::scoring(policy, None),
         )?;
         let logp = candle_nn::ops::log_softmax(&logits, D::Minus1)?;
         let longest = tokens[0].len();
@@ -111,13 +105,7 @@ pub fn gate_gradients(
             std::slice::from_ref(&seq),
             &[vec![true; seq.len()]],
             &mut KvCache::new(),
-            ForwardOptions {
-                policy,
-                phase: Phase::Prompt,
-                recorder: None,
-                logits_for: LogitsFor::All,
-                gates: Some(&gates),
-            },
+            ForwardOptions::scoring(policy, Some(&gates)),
         )?;
         let logp = candle_nn::ops::log_softmax(
             &logits.get(0)?.narrow(0, c.len() - 1, t.len())?,

@@ -84,6 +84,19 @@ pub struct ForwardOptions<'a> {
     pub gates: Option<&'a ExpertGates>,
 }
 
+impl<'a> ForwardOptions<'a> {
+    /// Options for scoring: every token a prompt token, logits at every position, no hooks.
+    pub fn scoring(policy: &'a RoutingPolicy, gates: Option<&'a ExpertGates>) -> Self {
+        Self {
+            policy,
+            phase: Phase::Prompt,
+            recorder: None,
+            logits_for: LogitsFor::All,
+            gates,
+        }
+    }
+}
+
 /// A loaded MoE language model.
 pub struct MoeModel {
     config: ModelConfig,

@@ -63,13 +63,7 @@ pub fn sequence_nll(
             "perplexity needs a text of at least two tokens".into(),
         ));
     }
-    let opts = ForwardOptions {
-        policy,
-        phase: Phase::Prompt,
-        recorder: None,
-        logits_for: LogitsFor::All,
-        gates: None,
-    };
+    let opts = ForwardOptions::scoring(policy, None);
     let input = &tokens[..tokens.len() - 1];
     let logits = model.forward(
         &[input.to_vec()],

@@ -24,7 +24,7 @@ use moescope_engine::{
 };
 
 use crate::analyze::{npmi_event, spin, write_ranking, PlotSpec};
-use crate::attribute::{attribution_ranking, scored_pairs};
+use crate::attribute::{attribution_ranking, prompts_with_label, scored_pairs};
 use crate::cli::{ExperimentArgs, ExperimentCommand, ExperimentRunArgs, ModelArgs};
 use crate::commands::{interrupt_flag, load};
 use crate::eval::{answer_hits, perplexity, rule_hits, Evaluator};
@@ -373,17 +373,7 @@ fn prepare_out(out: &Path, overwrite: bool) -> Result<()> {
 fn rank(cfg: &ExperimentConfig, records: &Path, ck: &Checkpoint, batch: usize) -> Result<Table> {
     let d = &cfg.detect;
     if d.statistic == "attribution" {
-        let prompts: Vec<PromptRecord> = load_prompt_set(&d.prompts)?
-            .into_iter()
-            .filter(|r| d.label.is_none() || r.label == d.label)
-            .collect();
-        if prompts.is_empty() {
-            bail!(
-                "[detect] {}: no prompts with label {:?}",
-                d.prompts.display(),
-                d.label
-            );
-        }
+        let prompts = prompts_with_label(&d.prompts, d.label.as_deref()).context("[detect]")?;
         let pairs = scored_pairs(ck, &prompts, d.target.as_deref(), &d.prompts)?;
         return Ok(attribution_ranking(ck, &pairs, batch)?.0);
     }

@@ -73,6 +73,25 @@ struct Comparison {
     ppl_random: f64,
 }
 
+impl Comparison {
+    /// Top value, low, high; random value, low, high; perplexity top, random, and the top's
+    /// change against `base_ppl` in percent.
+    fn numbers(&self, base_ppl: f64) -> [f64; 9] {
+        let (t, r) = (self.top, self.random);
+        [
+            t.value,
+            t.low,
+            t.high,
+            r.value,
+            r.low,
+            r.high,
+            self.ppl_top,
+            self.ppl_random,
+            (self.ppl_top / base_ppl - 1.0) * 100.0,
+        ]
+    }
+}
+
 /// The report being built.
 pub struct Report<'a> {
     cfg: &'a ExperimentConfig,
@@ -298,18 +317,11 @@ impl<'a> Report<'a> {
                     {
                         col.push(v);
                     }
-                    for (col, v) in fl.iter_mut().zip([
-                        base,
-                        c.top.value,
-                        c.top.low,
-                        c.top.high,
-                        c.random.value,
-                        c.random.low,
-                        c.random.high,
-                        c.ppl_top,
-                        c.ppl_random,
-                        (c.ppl_top / base_ppl - 1.0) * 100.0,
-                    ]) {
+                    let [tv, tl, th, rv, rl, rh, pt, pr, pc] = c.numbers(base_ppl);
+                    for (col, v) in fl
+                        .iter_mut()
+                        .zip([base, tv, tl, th, rv, rl, rh, pt, pr, pc])
+                    {
                         col.push(v);
                     }
                 }
@@ -511,21 +523,12 @@ impl<'a> Report<'a> {
                 let _ = writeln!(md, "**{metric}** (expected {}):\n", arm.expect);
                 let _ = writeln!(md, "| N | top-N | random-N (mean of {} draws) | separated | perplexity top-N (Δ) | perplexity random-N | top-N experts |\n| ---: | --- | --- | :---: | --- | ---: | --- |", cfg.sweep.random_draws);
                 for c in comps {
+                    let [tv, tl, th, rv, rl, rh, pt, pr, pc] = c.numbers(base_ppl);
+                    let sep = if c.separated { "yes" } else { "no" };
                     let _ = writeln!(
                         md,
-                        "| {} | {:.3} [{:.3}, {:.3}] | {:.3} [{:.3}, {:.3}] | {} | {:.2} ({:+.1}%) | {:.2} | {} |",
-                        c.size,
-                        c.top.value,
-                        c.top.low,
-                        c.top.high,
-                        c.random.value,
-                        c.random.low,
-                        c.random.high,
-                        if c.separated { "yes" } else { "no" },
-                        c.ppl_top,
-                        (c.ppl_top / base_ppl - 1.0) * 100.0,
-                        c.ppl_random,
-                        c.experts
+                        "| {} | {tv:.3} [{tl:.3}, {th:.3}] | {rv:.3} [{rl:.3}, {rh:.3}] | {sep} | {pt:.2} ({pc:+.1}%) | {pr:.2} | {} |",
+                        c.size, c.experts
                     );
                 }
                 let _ = writeln!(md);
