@@ -66,7 +66,10 @@ fn gate_gradients_match_finite_differences_of_weight_scaling() {
     let layers = ck.model.config().moe_layers();
     assert_eq!(grads.len(), layers.len());
     // The experts with the largest gradients, plus one chosen at random-ish, per a few layers.
-    let h = 1e-2;
+    // A central difference of step h: small enough that no downstream top-k choice flips
+    // (a flip is a jump the gradient rightly ignores; 1e-2 crosses one on this model), large
+    // enough that f32 rounding of the summed log-probabilities (~1e-5) stays below 5e-3.
+    let h = 2e-3;
     let mut checked = 0;
     for &layer in [layers[0], layers[layers.len() / 2], *layers.last().unwrap()].iter() {
         let g = &grads[&layer];
@@ -82,7 +85,7 @@ fn gate_gradients_match_finite_differences_of_weight_scaling() {
                     .sum()
             };
             let fd = (score(1.0 + h as f32) - score(1.0 - h as f32)) / (2.0 * h);
-            let tol = 0.02 * g[expert].abs().max(fd.abs()) + 2e-3;
+            let tol = 0.02 * g[expert].abs().max(fd.abs()) + 5e-3;
             assert!(
                 (fd - g[expert]).abs() <= tol,
                 "layer {layer} expert {expert}: backward {} vs finite difference {fd}",

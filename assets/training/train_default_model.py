@@ -10,6 +10,10 @@ Usage:
   python datasets/corpus/build_corpus.py --out /tmp/moescope-corpus
   python assets/training/train_default_model.py --corpus /tmp/moescope-corpus \
       --out assets/default-model --steps 2400
+
+With --init-from DIR the run continues a checkpoint written by this script: it keeps that
+checkpoint's tokenizer, starts the data order where the first run stopped, and extends its
+training log, so two stages give one loss curve.
 """
 
 import argparse
@@ -102,6 +106,7 @@ def main():
     ap.add_argument("--seq", type=int, default=256)
     ap.add_argument("--lr", type=float, default=3e-3)
     ap.add_argument("--threads", type=int, default=os.cpu_count())
+    ap.add_argument("--init-from", help="continue training this checkpoint (same tokenizer)")
     args = ap.parse_args()
     torch.manual_seed(SEED)
     torch.set_num_threads(args.threads)
@@ -112,10 +117,26 @@ def main():
     for name in ["train_real.txt", "train_synthetic.txt"]:
         with open(os.path.join(args.corpus, name), encoding="utf-8") as f:
             texts += f.read().split("<|endoftext|>")
-    tok = build_tokenizer(texts, args.out)
+    prior = None
+    if args.init_from:
+        import shutil
+        for name in ["tokenizer.json", "tokenizer_config.json"]:
+            if os.path.abspath(args.init_from) != os.path.abspath(args.out):
+                shutil.copy(os.path.join(args.init_from, name), os.path.join(args.out, name))
+        tok = Tokenizer.from_file(os.path.join(args.out, "tokenizer.json"))
+        with open(os.path.join(args.init_from, "training_log.json")) as f:
+            prior = json.load(f)
+    else:
+        tok = build_tokenizer(texts, args.out)
     windows, corpus_tokens = token_windows(tok, args.corpus, args.seq)
     config = model_config(tok)
-    model = Qwen3MoeForCausalLM(config).to(device).train()
+    if args.init_from:
+        model = Qwen3MoeForCausalLM.from_pretrained(args.init_from, torch_dtype=torch.float32)
+        model.config.output_router_logits = True
+        model = model.to(device).train()
+    else:
+        model = Qwen3MoeForCausalLM(config).to(device).train()
+    offset = prior["steps"] if prior else 0
     n_params = sum(p.numel() for p in model.parameters())
     print(f"{n_params / 1e6:.2f}M parameters, corpus {corpus_tokens} tokens, {len(windows)} windows")
 
@@ -134,7 +155,8 @@ def main():
 
     log, start = [], time.time()
     for step in range(args.steps):
-        idx = torch.arange(step * args.batch, (step + 1) * args.batch) % len(windows)
+        at = step + offset
+        idx = torch.arange(at * args.batch, (at + 1) * args.batch) % len(windows)
         batch = windows[idx].to(device)
         for g in opt.param_groups:
             g["lr"] = lr_at(step)
@@ -146,7 +168,7 @@ def main():
         opt.step()
         if step % 20 == 0 or step == args.steps - 1:
             lm = loss.item() - config.router_aux_loss_coef * out.aux_loss.item()
-            rec = {"step": step, "loss": loss.item(), "lm_loss": lm, "aux_loss": out.aux_loss.item(),
+            rec = {"step": at, "loss": loss.item(), "lm_loss": lm, "aux_loss": out.aux_loss.item(),
                    "lr": lr_at(step), "elapsed_s": round(time.time() - start, 1)}
             log.append(rec)
             print(json.dumps(rec), flush=True)
@@ -156,13 +178,16 @@ def main():
     model.to(torch.bfloat16).save_pretrained(args.out)
     with open(os.path.join(args.out, "generation_config.json"), "w") as f:
         json.dump({"eos_token_id": [tok.token_to_id("<|im_end|>"), tok.token_to_id("<|endoftext|>")]}, f, indent=2)
-    summary = {"parameters": n_params, "steps": args.steps, "batch": args.batch, "seq": args.seq,
-               "tokens_seen": args.steps * args.batch * args.seq, "corpus_tokens": corpus_tokens,
-               "wall_s": round(wall, 1), "device": device, "threads": args.threads,
-               "torch": torch.__version__, "log": log}
+    summary = {"parameters": n_params, "steps": offset + args.steps, "batch": args.batch,
+               "seq": args.seq, "tokens_seen": (offset + args.steps) * args.batch * args.seq,
+               "corpus_tokens": corpus_tokens, "wall_s": round(wall + (prior["wall_s"] if prior else 0), 1),
+               "device": device, "threads": args.threads, "torch": torch.__version__,
+               "stages": (prior.get("stages", [{"steps": prior["steps"], "lr": None, "wall_s": prior["wall_s"]}]) if prior else [])
+               + [{"steps": args.steps, "lr": args.lr, "wall_s": round(wall, 1), "init_from": args.init_from}],
+               "log": (prior["log"] if prior else []) + log}
     with open(os.path.join(args.out, "training_log.json"), "w") as f:
         json.dump(summary, f, indent=1)
-    plot_loss(log, os.path.join(args.out, "loss_curve.png"))
+    plot_loss(summary["log"], os.path.join(args.out, "loss_curve.png"))
     print(f"done in {wall:.0f}s")
 
 

@@ -114,6 +114,18 @@ ARITH_TEMPLATES = [
     "Compute {a} {op} {b}.",
     "Calculate {a} {op} {b}.",
     "Work out {a} {op} {b} for me.",
+    "How much is {a} {op} {b}?",
+    "What do you get for {a} {op} {b}?",
+    "Please evaluate {a} {op} {b}.",
+    "Can you tell me {a} {op} {b}?",
+    "Solve {a} {op} {b}.",
+    "I need the result of {a} {op} {b}.",
+    "Hey, what's {a} {op} {b}?",
+    "Tell me what {a} {op} {b} comes to.",
+    "Determine {a} {op} {b}.",
+    "{a} {op} {b} = ?",
+    "Help me with this sum: {a} {op} {b}",
+    "Do the arithmetic: {a} {op} {b}.",
 ]
 ARITH_HELDOUT_TEMPLATES = [
     "Quick question: what does {a} {op} {b} equal?",
@@ -326,7 +338,7 @@ def think_sets(rng):
     detect, heldout = [], []
     for i in range(64):
         a, op, b = arith_question(rng)
-        detect.append({"id": f"td-{i}", "messages": user_msg(ARITH_TEMPLATES[i % 4].format(a=a, op=op, b=b)),
+        detect.append({"id": f"td-{i}", "messages": user_msg(ARITH_TEMPLATES[i % len(ARITH_TEMPLATES)].format(a=a, op=op, b=b)),
                        "label": "thinking", "target": think_answer(a, op, b)[0]})
     for i in range(60):
         a, op, b = arith_question(rng)
@@ -405,7 +417,7 @@ def main():
     train_real = [f"{t}\n{EOT}" for d, p, t in real if file_split(t) == "train"]
     eval_real = {d: [t for dd, p, t in real if dd == d and file_split(t) == "eval"]
                  for d in budget}
-    synth = synthetic(rng, n_refusal=24_000, n_think=16_000, n_numbers=12_000, split=split)
+    synth = synthetic(rng, n_refusal=24_000, n_think=22_000, n_numbers=12_000, split=split)
 
     detect_r, forbidden, allowed = refusal_sets(rng, split)
     detect_t, heldout_t = think_sets(rng)

@@ -88,7 +88,8 @@ mod tests {
             assert_eq!(r.iter().filter(|x| x.0 == 1).count(), 2);
             assert_eq!(r.iter().filter(|x| x.0 == 0).count(), 1);
             assert!(r.iter().all(|x| !top.contains(x)));
-            assert_ne!(r[0].1, r[1].1);
+            let layer1: Vec<usize> = r.iter().filter(|x| x.0 == 1).map(|x| x.1).collect();
+            assert_ne!(layer1[0], layer1[1], "no expert twice in one layer");
             assert_eq!(r, random_like(&top, 8, 7, draw));
         }
         let draws: std::collections::HashSet<_> =
