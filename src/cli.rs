@@ -30,6 +30,8 @@ pub enum Command {
     Analyze(AnalyzeArgs),
     /// Run a whole steering experiment from one TOML file and write a report folder.
     Experiment(ExperimentArgs),
+    /// Open the desktop app: generate, see the routing, steer experts, compare.
+    Gui(GuiArgs),
 }
 
 /// `moescope experiment`.
@@ -271,6 +273,26 @@ pub struct ModelArgs {
     /// Device to run on (`cpu`; `cuda:N` in builds with the cuda feature).
     #[arg(long, default_value = "cpu")]
     pub device: String,
+}
+
+/// `moescope gui`.
+#[derive(Debug, Args)]
+pub struct GuiArgs {
+    /// The model to open.
+    #[command(flatten)]
+    pub model: ModelArgs,
+    /// Text for the prompt box.
+    #[arg(long)]
+    pub prompt: Option<String>,
+    /// A ranking to load (Parquet from `moescope analyze` or an experiment's ranking.parquet).
+    #[arg(long, value_name = "FILE")]
+    pub ranking: Option<PathBuf>,
+    /// A steering profile to load.
+    #[arg(long, value_name = "FILE")]
+    pub steer: Option<PathBuf>,
+    /// Generate as soon as the model is loaded.
+    #[arg(long)]
+    pub run: bool,
 }
 
 /// `moescope generate`.

@@ -15,7 +15,7 @@ use moescope_engine::{
     RoutingPolicy, SelfContrast, SteeringProfile,
 };
 
-use crate::cli::{Cli, Command, GenerateArgs, ModelArgs};
+use crate::cli::{Cli, Command, GenerateArgs, GuiArgs, ModelArgs};
 
 /// The model used when `--model` is not given: the one shipped in `assets/`.
 const DEFAULT_MODEL: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/assets/default-model");
@@ -30,7 +30,22 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Record(args) => crate::record::run(&args),
         Command::Analyze(args) => crate::analyze::run(&args),
         Command::Experiment(args) => crate::experiment::run(&args),
+        Command::Gui(args) => gui(&args),
     }
+}
+
+/// Opens the desktop app on the chosen checkpoint (loaded on the app's worker thread).
+fn gui(args: &GuiArgs) -> Result<()> {
+    device(&args.model.device)?;
+    let dir = model_dir(&args.model)?;
+    let start = moescope_gui::StartOptions {
+        prompt: args.prompt.clone(),
+        ranking: args.ranking.clone(),
+        steer: args.steer.clone(),
+        run: args.run,
+    };
+    moescope_gui::run(dir, start)?;
+    Ok(())
 }
 
 /// The checkpoint folder a command should use.
@@ -291,6 +306,7 @@ fn generate_cmd(args: &GenerateArgs) -> Result<()> {
                 Some(contrast)
             }
         },
+        cancel: None,
     };
     let mut recorder = Recorder::new();
     if args.show_routing {

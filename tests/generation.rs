@@ -6,7 +6,8 @@ mod common;
 use candle_core::Device;
 use common::{fixture, Golden};
 use moescope_engine::{
-    generate, Checkpoint, GenerateOptions, RoutingPolicy, SelfContrast, StopReason,
+    generate, trace_batch_streaming, CancelFlag, Checkpoint, GenerateOptions, RoutingPolicy,
+    SelfContrast, StopReason,
 };
 
 fn greedy_reference() -> (Vec<Vec<u32>>, Vec<u32>) {
@@ -61,6 +62,45 @@ fn eos_from_generation_config_stops_before_it() {
     let first = expected.iter().position(|&t| t == eos).unwrap();
     assert_eq!(out.stop, StopReason::Eos);
     assert_eq!(out.tokens, expected[..first]);
+}
+
+#[test]
+fn cancelling_stops_before_the_next_token_and_keeps_the_routing_so_far() {
+    let (prompt, expected) = greedy_reference();
+    let ck = Checkpoint::open(&fixture("qwen3_moe"), &Device::Cpu).unwrap();
+    let cancel = CancelFlag::new();
+    let opts = GenerateOptions {
+        max_new_tokens: 10,
+        ignore_eos: true,
+        cancel: Some(cancel.clone()),
+        ..Default::default()
+    };
+    let mut streamed = Vec::new();
+    let traces = trace_batch_streaming(
+        &ck.model,
+        Some(&ck.codec),
+        &prompt,
+        &opts,
+        &RoutingPolicy::new(),
+        |_, t| {
+            streamed.push(t);
+            if streamed.len() == 3 {
+                cancel.cancel();
+            }
+        },
+    )
+    .unwrap();
+    let gen = traces[0].generated.as_ref().unwrap();
+    assert_eq!(gen.stop, StopReason::Cancelled);
+    assert_eq!(gen.tokens, expected[..3]);
+    assert_eq!(streamed, expected[..3]);
+    // The prompt and the two generated tokens that were fed back have routing.
+    assert_eq!(traces[0].tokens.len(), prompt[0].len() + 2);
+    let k = traces[0].top_k;
+    assert!(traces[0]
+        .layers
+        .iter()
+        .all(|l| l.ids.len() == traces[0].tokens.len() * k));
 }
 
 #[test]

@@ -7,6 +7,7 @@ pub mod bootstrap;
 pub mod classify;
 pub mod error;
 pub mod plot;
+pub mod read;
 pub mod records;
 pub mod scan;
 pub mod stats;

@@ -20,12 +20,12 @@ use arrow_array::{
     UInt32Array, UInt8Array,
 };
 use arrow_schema::{DataType, Field, Schema, SchemaRef};
-use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
-use parquet::arrow::{ArrowWriter, ProjectionMask};
+use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::properties::WriterProperties;
 
 use crate::error::{AnalysisError, Result};
+use crate::read::{read_batches, read_batches_parallel};
 
 /// Version of the records format written by this build.
 pub const SCHEMA_VERSION: u32 = 1;
@@ -589,7 +589,7 @@ impl Records {
         mut f: impl FnMut(&RoutingBatch) -> Result<()>,
     ) -> Result<()> {
         let path = self.routing_path();
-        for batch in read_batches(&path, Some(columns), batch_rows)? {
+        for batch in read_batches_parallel(&path, columns, batch_rows)? {
             f(&RoutingBatch {
                 batch: batch?,
                 path: path.clone(),
@@ -612,41 +612,6 @@ impl Records {
         }
         out
     }
-}
-
-type BatchIter = Box<dyn Iterator<Item = Result<RecordBatch>>>;
-
-fn read_batches(path: &Path, columns: Option<&[&str]>, batch_rows: usize) -> Result<BatchIter> {
-    let file = File::open(path).map_err(|e| AnalysisError::Io {
-        path: path.to_path_buf(),
-        source: e,
-    })?;
-    let err = |e: parquet::errors::ParquetError| {
-        AnalysisError::records(path, format!("not a readable Parquet file: {e}"))
-    };
-    let mut builder = ParquetRecordBatchReaderBuilder::try_new(file).map_err(err)?;
-    if let Some(columns) = columns {
-        let schema = builder.parquet_schema();
-        let mut indices = Vec::new();
-        for name in columns {
-            let i = (0..schema.num_columns())
-                .find(|&i| schema.column(i).name() == *name)
-                .ok_or_else(|| {
-                    AnalysisError::records(
-                        path,
-                        format!("no column `{name}` (records schema v{SCHEMA_VERSION} expected)"),
-                    )
-                })?;
-            indices.push(i);
-        }
-        let mask = ProjectionMask::leaves(schema, indices);
-        builder = builder.with_projection(mask);
-    }
-    let reader = builder.with_batch_size(batch_rows).build().map_err(err)?;
-    let path = path.to_path_buf();
-    Ok(Box::new(reader.map(move |b| {
-        b.map_err(|e| AnalysisError::records(&path, e))
-    })))
 }
 
 fn read_table(path: &Path) -> Result<Vec<RecordBatch>> {

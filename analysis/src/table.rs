@@ -6,7 +6,9 @@ use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use arrow_array::{ArrayRef, Float64Array, RecordBatch, StringArray, UInt64Array};
+use arrow_array::cast::AsArray;
+use arrow_array::types::{Float32Type, Float64Type, Int32Type, Int64Type, UInt32Type, UInt64Type};
+use arrow_array::{Array, ArrayRef, Float64Array, RecordBatch, StringArray, UInt64Array};
 use arrow_schema::{DataType, Field, Schema};
 use parquet::arrow::ArrowWriter;
 
@@ -167,6 +169,31 @@ impl Table {
         s
     }
 
+    /// Reads a table written by [`Table::write_parquet`] (or any Parquet file of integer,
+    /// float and string columns), so rankings can be loaded back, e.g. by the GUI.
+    pub fn read_parquet(path: &Path) -> Result<Self> {
+        let mut table = Table::default();
+        for batch in crate::read::read_batches(path, None, 8192)? {
+            let batch = batch?;
+            let schema = batch.schema();
+            if table.columns.is_empty() {
+                for f in schema.fields() {
+                    let col = match f.data_type() {
+                        DataType::Utf8 | DataType::LargeUtf8 => Column::Text(Vec::new()),
+                        DataType::Float32 | DataType::Float64 => Column::Float(Vec::new()),
+                        _ => Column::Int(Vec::new()),
+                    };
+                    table.columns.push((f.name().clone(), col));
+                }
+            }
+            for ((name, col), array) in table.columns.iter_mut().zip(batch.columns()) {
+                append(col, array.as_ref())
+                    .map_err(|m| AnalysisError::records(path, format!("column `{name}`: {m}")))?;
+            }
+        }
+        Ok(table)
+    }
+
     /// Writes the table as Parquet.
     pub fn write_parquet(&self, path: &Path) -> Result<()> {
         let mut fields = Vec::new();
@@ -195,6 +222,57 @@ impl Table {
             Ok(())
         })
     }
+}
+
+/// Appends an Arrow array to a column of the matching kind; nulls read as NaN (floats) or are
+/// refused (integers, where no value could stand for them).
+fn append(col: &mut Column, a: &dyn Array) -> std::result::Result<(), String> {
+    let non_null = |i: usize| -> std::result::Result<usize, String> {
+        if a.is_null(i) {
+            Err(format!("row {i} is null"))
+        } else {
+            Ok(i)
+        }
+    };
+    match (col, a.data_type()) {
+        (Column::Float(v), DataType::Float64) => v.extend((0..a.len()).map(|i| {
+            if a.is_null(i) {
+                f64::NAN
+            } else {
+                a.as_primitive::<Float64Type>().value(i)
+            }
+        })),
+        (Column::Float(v), DataType::Float32) => v.extend((0..a.len()).map(|i| {
+            if a.is_null(i) {
+                f64::NAN
+            } else {
+                f64::from(a.as_primitive::<Float32Type>().value(i))
+            }
+        })),
+        (Column::Text(v), DataType::Utf8) => {
+            let s = a.as_string::<i32>();
+            v.extend((0..a.len()).map(|i| s.value(i).to_string()));
+        }
+        (Column::Text(v), DataType::LargeUtf8) => {
+            let s = a.as_string::<i64>();
+            v.extend((0..a.len()).map(|i| s.value(i).to_string()));
+        }
+        (Column::Int(v), dt) => {
+            for i in 0..a.len() {
+                let i = non_null(i)?;
+                let x: i128 = match dt {
+                    DataType::UInt64 => a.as_primitive::<UInt64Type>().value(i).into(),
+                    DataType::UInt32 => a.as_primitive::<UInt32Type>().value(i).into(),
+                    DataType::Int64 => a.as_primitive::<Int64Type>().value(i).into(),
+                    DataType::Int32 => a.as_primitive::<Int32Type>().value(i).into(),
+                    other => return Err(format!("type {other} is not supported")),
+                };
+                v.push(u64::try_from(x).map_err(|_| format!("row {i} is negative ({x})"))?);
+            }
+        }
+        (_, dt) => return Err(format!("type {dt} changed between row groups")),
+    }
+    Ok(())
 }
 
 fn csv_field(s: &str) -> String {
@@ -238,6 +316,26 @@ pub fn write_text(path: &Path, text: &str) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn parquet_round_trip_keeps_every_column() {
+        let t = Table::default()
+            .with("layer", Column::Int(vec![0, 3]))
+            .with("score", Column::Float(vec![0.25, f64::NAN]))
+            .with("name", Column::Text(vec!["x".into(), "y".into()]));
+        let path =
+            std::env::temp_dir().join(format!("moescope-table-{}.parquet", std::process::id()));
+        t.write_parquet(&path).unwrap();
+        let back = Table::read_parquet(&path).unwrap();
+        let _ = std::fs::remove_file(&path);
+        assert_eq!(back.column("layer"), t.column("layer"));
+        assert_eq!(back.column("name"), t.column("name"));
+        let f = back.floats("score").unwrap();
+        assert_eq!(f[0], 0.25);
+        assert!(f[1].is_nan());
+        let missing = Table::read_parquet(Path::new("/nonexistent/ranking.parquet"));
+        assert!(missing.unwrap_err().to_string().contains("ranking.parquet"));
+    }
 
     #[test]
     fn sorting_filtering_and_text_exports() {

@@ -1,6 +1,9 @@
 //! Batched text generation: left-padded prefill, then one token per row per step from the KV
 //! cache, greedy or sampled (temperature, top-p, seed), stopping on EOS or stop strings.
 
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
@@ -28,6 +31,36 @@ pub struct GenerateOptions {
     pub ignore_eos: bool,
     /// Self-contrast decoding against a weaker routing of the same model, if wanted.
     pub contrast: Option<SelfContrast>,
+    /// Lets another thread stop the generation between two tokens (the GUI's cancel button).
+    pub cancel: Option<CancelFlag>,
+}
+
+/// A flag shared between a generation and whoever may cancel it; clones share the flag.
+#[derive(Debug, Clone, Default)]
+pub struct CancelFlag(Arc<AtomicBool>);
+
+impl CancelFlag {
+    /// A flag that is not raised.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Asks the generation to stop before its next token.
+    pub fn cancel(&self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+
+    /// Whether [`CancelFlag::cancel`] was called on this flag or a clone of it.
+    pub fn is_cancelled(&self) -> bool {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+/// Two flags are equal when they are the same shared flag.
+impl PartialEq for CancelFlag {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
 }
 
 impl Default for GenerateOptions {
@@ -40,6 +73,7 @@ impl Default for GenerateOptions {
             stop_strings: Vec::new(),
             ignore_eos: false,
             contrast: None,
+            cancel: None,
         }
     }
 }
@@ -53,6 +87,8 @@ pub enum StopReason {
     Eos,
     /// Its text reached a stop string (cut from `text`).
     StopString,
+    /// The caller raised the options' [`CancelFlag`].
+    Cancelled,
 }
 
 /// The result for one prompt.
@@ -121,6 +157,12 @@ pub fn generate(
         .collect();
     let mut done = vec![false; batch];
     for step in 0..opts.max_new_tokens {
+        if opts.cancel.as_ref().is_some_and(CancelFlag::is_cancelled) {
+            for (row, _) in out.iter_mut().zip(&done).filter(|(_, &d)| !d) {
+                row.stop = StopReason::Cancelled;
+            }
+            break;
+        }
         let phase = if step == 0 {
             Phase::Prompt
         } else {

@@ -55,6 +55,19 @@ pub fn trace_batch(
     opts: &GenerateOptions,
     policy: &RoutingPolicy,
 ) -> Result<Vec<SequenceTrace>> {
+    trace_batch_streaming(model, codec, prompts, opts, policy, |_, _| {})
+}
+
+/// [`trace_batch`] that also calls `on_token(row, token)` as each token is generated, so a
+/// caller can show the text while it grows.
+pub fn trace_batch_streaming(
+    model: &MoeModel,
+    codec: Option<&TextCodec>,
+    prompts: &[Vec<u32>],
+    opts: &GenerateOptions,
+    policy: &RoutingPolicy,
+    on_token: impl FnMut(usize, u32),
+) -> Result<Vec<SequenceTrace>> {
     let mut recorder = Recorder::new();
     for hook in [
         MoeHook::RouterLogits,
@@ -75,7 +88,7 @@ pub fn trace_batch(
             opts,
             policy,
             Some(&mut recorder),
-            |_, _| {},
+            on_token,
         )?)
     };
     let calls = captures_by_call(recorder.take());
@@ -154,7 +167,9 @@ fn fed_generated_tokens(g: &Generated) -> usize {
         // The EOS token is not kept, but every kept token was fed before it was picked.
         StopReason::Eos => g.tokens.len(),
         // The last kept token ended the row (or the run) before it could be fed.
-        StopReason::MaxTokens | StopReason::StopString => g.tokens.len().saturating_sub(1),
+        StopReason::MaxTokens | StopReason::StopString | StopReason::Cancelled => {
+            g.tokens.len().saturating_sub(1)
+        }
     }
 }
 

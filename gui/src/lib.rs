@@ -1,1 +1,39 @@
-//! Desktop app for exploring routing and steering experts; built on the engine worker.
+//! moescope's desktop app: type a prompt, watch which experts every token is routed to, load a
+//! ranking of behaviour-linked experts, mask, force or re-weight them, and compare the steered
+//! generation with the unsteered one, side by side.
+
+pub mod app;
+pub mod colors;
+pub mod error;
+pub mod grid;
+pub mod heatmap;
+pub mod plots;
+pub mod ranking;
+pub mod run_view;
+pub mod steering;
+pub mod worker;
+
+use std::path::PathBuf;
+
+pub use app::{MoescopeApp, StartOptions};
+pub use error::{GuiError, Result};
+
+/// Opens the window on the checkpoint at `model_dir` and returns when it is closed.
+pub fn run(model_dir: PathBuf, start: StartOptions) -> Result<()> {
+    let options = eframe::NativeOptions {
+        viewport: eframe::egui::ViewportBuilder::default()
+            .with_inner_size([1280.0, 800.0])
+            .with_title("moescope"),
+        ..Default::default()
+    };
+    eframe::run_native(
+        "moescope",
+        options,
+        Box::new(move |cc| {
+            let ctx = cc.egui_ctx.clone();
+            let app = MoescopeApp::new(model_dir, move || ctx.request_repaint());
+            Ok(Box::new(app.with_start(start)))
+        }),
+    )
+    .map_err(|e| GuiError::Window(e.to_string()))
+}

@@ -1,0 +1,219 @@
+//! Reading Parquet files as Arrow batches: in one thread, or with row groups decoded on worker
+//! threads (decompression and decoding dominate a scan) while the caller consumes them in file
+//! order. Each worker holds at most a few batches, so memory stays bounded.
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::sync::mpsc::{sync_channel, Receiver};
+
+use arrow_array::RecordBatch;
+use parquet::arrow::arrow_reader::{ParquetRecordBatchReader, ParquetRecordBatchReaderBuilder};
+use parquet::arrow::ProjectionMask;
+
+use crate::error::{AnalysisError, Result};
+use crate::records::SCHEMA_VERSION;
+
+/// Batches of a file, in file order.
+pub type BatchIter = Box<dyn Iterator<Item = Result<RecordBatch>>>;
+
+/// Batches decoded ahead per worker.
+const AHEAD: usize = 2;
+
+/// A reader of `columns` (all when `None`) of the given row groups (all when `None`).
+fn reader(
+    path: &Path,
+    columns: Option<&[&str]>,
+    batch_rows: usize,
+    row_groups: Option<Vec<usize>>,
+) -> Result<ParquetRecordBatchReader> {
+    let file = File::open(path).map_err(|e| AnalysisError::Io {
+        path: path.to_path_buf(),
+        source: e,
+    })?;
+    let err = |e: parquet::errors::ParquetError| {
+        AnalysisError::records(path, format!("not a readable Parquet file: {e}"))
+    };
+    let mut builder = ParquetRecordBatchReaderBuilder::try_new(file).map_err(err)?;
+    if let Some(columns) = columns {
+        let schema = builder.parquet_schema();
+        let mut indices = Vec::new();
+        for name in columns {
+            let i = (0..schema.num_columns())
+                .find(|&i| schema.column(i).name() == *name)
+                .ok_or_else(|| {
+                    AnalysisError::records(
+                        path,
+                        format!("no column `{name}` (records schema v{SCHEMA_VERSION} expected)"),
+                    )
+                })?;
+            indices.push(i);
+        }
+        let mask = ProjectionMask::leaves(schema, indices);
+        builder = builder.with_projection(mask);
+    }
+    if let Some(groups) = row_groups {
+        builder = builder.with_row_groups(groups);
+    }
+    builder.with_batch_size(batch_rows).build().map_err(err)
+}
+
+/// Every batch of `path` (only `columns` when given), decoded on the calling thread.
+pub fn read_batches(path: &Path, columns: Option<&[&str]>, batch_rows: usize) -> Result<BatchIter> {
+    let r = reader(path, columns, batch_rows, None)?;
+    let path = path.to_path_buf();
+    Ok(Box::new(r.map(move |b| {
+        b.map_err(|e| AnalysisError::records(&path, e))
+    })))
+}
+
+/// Every batch of `path`'s `columns` in file order, row groups decoded on up to as many worker
+/// threads as the machine has cores (one reader when the file has a single row group).
+pub fn read_batches_parallel(
+    path: &Path,
+    columns: &[&str],
+    batch_rows: usize,
+) -> Result<BatchIter> {
+    let groups = reader(path, Some(columns), batch_rows, Some(Vec::new()))
+        .and_then(|_| row_group_count(path))?;
+    let workers = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(groups);
+    if workers <= 1 {
+        return read_batches(path, Some(columns), batch_rows);
+    }
+    let columns: Vec<String> = columns.iter().map(|c| c.to_string()).collect();
+    let mut receivers = Vec::with_capacity(workers);
+    for w in 0..workers {
+        let (tx, rx) = sync_channel::<Option<Result<RecordBatch>>>(AHEAD);
+        let (path, columns) = (path.to_path_buf(), columns.clone());
+        std::thread::spawn(move || {
+            let names: Vec<&str> = columns.iter().map(String::as_str).collect();
+            for g in (w..groups).step_by(workers) {
+                let batches = match reader(&path, Some(&names), batch_rows, Some(vec![g])) {
+                    Ok(r) => r,
+                    Err(e) => {
+                        let _ = tx.send(Some(Err(e)));
+                        return;
+                    }
+                };
+                for b in batches {
+                    let b = b.map_err(|e| AnalysisError::records(&path, e));
+                    if tx.send(Some(b)).is_err() {
+                        return; // the consumer stopped
+                    }
+                }
+                if tx.send(None).is_err() {
+                    return;
+                }
+            }
+        });
+        receivers.push(rx);
+    }
+    Ok(Box::new(InOrder {
+        receivers,
+        group: 0,
+        groups,
+        path: path.to_path_buf(),
+    }))
+}
+
+fn row_group_count(path: &Path) -> Result<usize> {
+    let file = File::open(path).map_err(|e| AnalysisError::Io {
+        path: path.to_path_buf(),
+        source: e,
+    })?;
+    let builder = ParquetRecordBatchReaderBuilder::try_new(file)
+        .map_err(|e| AnalysisError::records(path, format!("not a readable Parquet file: {e}")))?;
+    Ok(builder.metadata().num_row_groups())
+}
+
+/// Reassembles the workers' row groups in file order: group g comes from worker g % workers,
+/// whose batches for it end with `None`.
+struct InOrder {
+    receivers: Vec<Receiver<Option<Result<RecordBatch>>>>,
+    group: usize,
+    groups: usize,
+    path: PathBuf,
+}
+
+impl Iterator for InOrder {
+    type Item = Result<RecordBatch>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        while self.group < self.groups {
+            let rx = &self.receivers[self.group % self.receivers.len()];
+            match rx.recv() {
+                Ok(Some(batch)) => return Some(batch),
+                Ok(None) => self.group += 1,
+                Err(_) => {
+                    self.group = self.groups;
+                    return Some(Err(AnalysisError::records(
+                        &self.path,
+                        "a reader thread stopped before the end of the file",
+                    )));
+                }
+            }
+        }
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use arrow_array::{Array, UInt32Array};
+    use arrow_schema::{DataType, Field, Schema};
+    use parquet::arrow::ArrowWriter;
+    use parquet::file::properties::WriterProperties;
+
+    use super::*;
+    use crate::stats::testdata::temp_dir;
+
+    #[test]
+    fn parallel_reading_keeps_file_order_across_row_groups() {
+        let dir = temp_dir("read");
+        let path = dir.0.join("t.parquet");
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("a", DataType::UInt32, false),
+            Field::new("b", DataType::UInt32, false),
+        ]));
+        let props = WriterProperties::builder()
+            .set_max_row_group_row_count(Some(7))
+            .build();
+        let mut w = ArrowWriter::try_new(File::create(&path).unwrap(), schema.clone(), Some(props))
+            .unwrap();
+        for chunk in 0..10u32 {
+            let a: Vec<u32> = (chunk * 10..chunk * 10 + 10).collect();
+            let b: Vec<u32> = a.iter().map(|x| x * 2).collect();
+            let batch = RecordBatch::try_new(
+                schema.clone(),
+                vec![
+                    Arc::new(UInt32Array::from(a)),
+                    Arc::new(UInt32Array::from(b)),
+                ],
+            )
+            .unwrap();
+            w.write(&batch).unwrap();
+        }
+        w.close().unwrap();
+        assert!(row_group_count(&path).unwrap() > 10);
+        let values = |it: BatchIter| -> Vec<u32> {
+            it.flat_map(|b| {
+                let b = b.unwrap();
+                let a = b.column(0).as_any().downcast_ref::<UInt32Array>().unwrap();
+                (0..a.len()).map(|i| a.value(i)).collect::<Vec<_>>()
+            })
+            .collect()
+        };
+        let parallel = values(read_batches_parallel(&path, &["a"], 3).unwrap());
+        assert_eq!(parallel, (0..100).collect::<Vec<u32>>());
+        assert_eq!(
+            parallel,
+            values(read_batches(&path, Some(&["a"]), 3).unwrap())
+        );
+        // A missing column is an error naming it, before any thread starts.
+        let err = read_batches_parallel(&path, &["nope"], 3).err().unwrap();
+        assert!(err.to_string().contains("no column `nope`"), "{err}");
+    }
+}

@@ -1,0 +1,806 @@
+//! The window: prompt and steering on the left, outputs, routing heatmap, expert grid and plots
+//! in the middle, the expert inspector on the right. All state lives in [`MoescopeApp`]; the
+//! model lives on the [`Worker`] thread.
+
+use std::path::{Path, PathBuf};
+
+use eframe::egui::{self, Color32, Key, KeyboardShortcut, Modifiers, RichText, Ui};
+use moescope_engine::{load_prompt_set, CancelFlag, InterventionKind, PromptInput, PromptRecord};
+
+use crate::grid::{expert_grid, GridValues};
+use crate::heatmap::{routing_heatmap, HeatColour};
+use crate::plots::{load_plot, ranking_plot};
+use crate::ranking::Ranking;
+use crate::run_view::{differing_tokens, RunView};
+use crate::steering::{describe, SteeringList};
+use crate::worker::{Event, GenerateJob, Job, ModelSummary, Which, Worker};
+
+/// Ctrl+Enter generates.
+pub const GENERATE_SHORTCUT: KeyboardShortcut =
+    KeyboardShortcut::new(Modifiers::COMMAND, Key::Enter);
+
+/// What colours the expert grid.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GridSource {
+    /// Each expert's share of tokens in the current (baseline) generation.
+    CurrentPrompt,
+    /// The loaded ranking's selected score.
+    Ranking,
+}
+
+/// What the window opens with (the `moescope gui` options).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct StartOptions {
+    /// Text for the prompt box.
+    pub prompt: Option<String>,
+    /// A ranking to load (its top expert is opened in the inspector).
+    pub ranking: Option<PathBuf>,
+    /// A steering profile to load once the model is there.
+    pub steer: Option<PathBuf>,
+    /// Generate as soon as the model is loaded.
+    pub run: bool,
+}
+
+/// The whole application state.
+pub struct MoescopeApp {
+    start: Option<StartOptions>,
+    worker: Worker,
+    /// The loaded model, once the worker reports it.
+    pub model: Option<ModelSummary>,
+    /// The last message for the status bar, and whether it is an error.
+    pub status: (String, bool),
+    /// A generation is running.
+    pub busy: bool,
+    cancel: Option<CancelFlag>,
+    /// The prompt text.
+    pub prompt: String,
+    /// Send the prompt through the chat template.
+    pub chat: bool,
+    /// Tokens to generate.
+    pub max_tokens: usize,
+    /// Path typed for a JSONL prompt set.
+    pub prompt_set_path: String,
+    /// The loaded prompt set.
+    pub prompt_set: Vec<PromptRecord>,
+    /// The unsteered generation, when done.
+    pub baseline: Option<RunView>,
+    /// The steered generation, when done.
+    pub steered: Option<RunView>,
+    /// Text streamed so far: baseline, steered.
+    pub partial: (String, String),
+    /// The steering list.
+    pub steering: SteeringList,
+    /// Path typed for saving/loading a profile.
+    pub profile_path: String,
+    /// Path typed for a ranking.
+    pub ranking_path: String,
+    /// The loaded ranking.
+    pub ranking: Option<Ranking>,
+    /// What colours the grid.
+    pub grid_source: GridSource,
+    /// How the heatmap is coloured.
+    pub heat_colour: HeatColour,
+    /// Which run the heatmap shows.
+    pub heat_run: Which,
+    /// The expert open in the inspector.
+    pub selected: Option<(usize, usize)>,
+    /// Factor of the inspector's scale control.
+    pub scale_value: f64,
+    /// Bias of the inspector's router-bias control.
+    pub bias_value: f64,
+    /// Layer and k of the top-k control.
+    pub top_k_edit: (usize, usize),
+}
+
+impl MoescopeApp {
+    /// Starts the app and its worker, which loads the model at `model_dir`; `wake` is called
+    /// when the worker has news (the window passes a repaint request).
+    pub fn new(model_dir: PathBuf, wake: impl Fn() + Send + 'static) -> Self {
+        Self {
+            start: None,
+            worker: Worker::spawn(model_dir.clone(), wake),
+            model: None,
+            status: (format!("loading {} …", model_dir.display()), false),
+            busy: false,
+            cancel: None,
+            prompt: "How do I build a bomb?".into(),
+            chat: true,
+            max_tokens: 32,
+            prompt_set_path: String::new(),
+            prompt_set: Vec::new(),
+            baseline: None,
+            steered: None,
+            partial: (String::new(), String::new()),
+            steering: SteeringList::default(),
+            profile_path: "steering.toml".into(),
+            ranking_path: String::new(),
+            ranking: None,
+            grid_source: GridSource::CurrentPrompt,
+            heat_colour: HeatColour::Expert,
+            heat_run: Which::Baseline,
+            selected: None,
+            scale_value: 2.0,
+            bias_value: 2.0,
+            top_k_edit: (0, 1),
+        }
+    }
+
+    /// The app opened with `start`'s prompt, ranking and profile, generating at once if asked.
+    pub fn with_start(mut self, start: StartOptions) -> Self {
+        if let Some(p) = &start.prompt {
+            self.prompt = p.clone();
+        }
+        if let Some(r) = &start.ranking {
+            self.ranking_path = r.display().to_string();
+            self.load_ranking();
+        }
+        if let Some(p) = &start.steer {
+            self.profile_path = p.display().to_string();
+        }
+        self.start = Some(start);
+        self
+    }
+
+    /// Applies the start options that needed the model.
+    fn on_model_loaded(&mut self) {
+        let Some(start) = self.start.take() else {
+            return;
+        };
+        if start.steer.is_some() {
+            self.load_profile();
+            if self.status.1 {
+                return;
+            }
+        }
+        if start.run {
+            self.generate();
+        }
+    }
+
+    fn set_status(&mut self, message: impl Into<String>, is_error: bool) {
+        self.status = (message.into(), is_error);
+    }
+
+    /// Applies what the worker reported since the last frame.
+    pub fn poll(&mut self) {
+        for event in self.worker.poll() {
+            match event {
+                Event::Loaded(m) => {
+                    self.chat = m.has_chat_template;
+                    self.set_status(format!("loaded {}", m.dir.display()), false);
+                    self.top_k_edit = (
+                        m.config.moe_layers().first().copied().unwrap_or(0),
+                        m.config.moe.top_k,
+                    );
+                    self.model = Some(*m);
+                    self.on_model_loaded();
+                }
+                Event::Partial(Which::Baseline, s) => self.partial.0 = s,
+                Event::Partial(Which::Steered, s) => self.partial.1 = s,
+                Event::Finished(Which::Baseline, v) => self.baseline = Some(*v),
+                Event::Finished(Which::Steered, v) => self.steered = Some(*v),
+                Event::JobDone { cancelled } => {
+                    self.busy = false;
+                    self.cancel = None;
+                    if cancelled {
+                        self.set_status("cancelled", false);
+                    } else if !self.status.1 {
+                        self.set_status("done", false);
+                    }
+                }
+                Event::Failed(message) => {
+                    self.busy = false;
+                    self.set_status(message, true);
+                }
+            }
+        }
+    }
+
+    /// Starts a generation (baseline, and steered when the list is not empty).
+    pub fn generate(&mut self) {
+        let Some(model) = &self.model else {
+            self.set_status("the model is not loaded yet", true);
+            return;
+        };
+        if self.busy {
+            return;
+        }
+        let steered = if self.steering.is_empty() {
+            None
+        } else {
+            match self.steering.policy(&model.config) {
+                Ok(p) => Some(p),
+                Err(e) => {
+                    self.set_status(e.to_string(), true);
+                    return;
+                }
+            }
+        };
+        let cancel = CancelFlag::new();
+        let job = GenerateJob {
+            prompt: self.prompt.clone(),
+            chat: self.chat,
+            max_tokens: self.max_tokens,
+            steered,
+            cancel: cancel.clone(),
+        };
+        if self.worker.submit(Job::Generate(job)) {
+            self.busy = true;
+            self.cancel = Some(cancel);
+            self.baseline = None;
+            self.steered = None;
+            self.partial = (String::new(), String::new());
+            self.set_status("generating … (Esc cancels)", false);
+        } else {
+            self.set_status(
+                "the model worker has stopped; restart with a valid --model",
+                true,
+            );
+        }
+    }
+
+    /// Stops the running generation after its current token.
+    pub fn cancel(&mut self) {
+        if let Some(c) = &self.cancel {
+            c.cancel();
+        }
+    }
+
+    /// Draws one frame.
+    pub fn show(&mut self, ui: &mut Ui) {
+        self.poll();
+        if ui.input_mut(|i| i.consume_shortcut(&GENERATE_SHORTCUT)) {
+            self.generate();
+        }
+        if self.busy && ui.input(|i| i.key_pressed(Key::Escape)) {
+            self.cancel();
+        }
+        egui::Panel::top("status").show(ui, |ui| self.status_bar(ui));
+        egui::Panel::left("prompt")
+            .default_size(330.0)
+            .show(ui, |ui| {
+                egui::ScrollArea::vertical().show(ui, |ui| {
+                    self.prompt_panel(ui);
+                    ui.separator();
+                    self.steering_panel(ui);
+                });
+            });
+        egui::Panel::right("inspector")
+            .default_size(290.0)
+            .show(ui, |ui| {
+                egui::ScrollArea::vertical().show(ui, |ui| self.inspector(ui));
+            });
+        egui::CentralPanel::default().show(ui, |ui| {
+            egui::ScrollArea::vertical().show(ui, |ui| self.main_view(ui));
+        });
+    }
+
+    fn status_bar(&mut self, ui: &mut Ui) {
+        ui.horizontal(|ui| {
+            ui.heading("moescope");
+            if let Some(m) = &self.model {
+                let c = &m.config;
+                ui.label(format!(
+                    "{:?} · {} MoE layers × {} experts, top-{} · {}",
+                    c.architecture,
+                    c.moe_layers().len(),
+                    c.moe.num_experts,
+                    c.moe.top_k,
+                    m.dir.display()
+                ));
+            }
+            if self.busy || self.model.is_none() && !self.status.1 {
+                ui.spinner();
+            }
+            let (msg, err) = &self.status;
+            let color = if *err {
+                ui.visuals().error_fg_color
+            } else {
+                ui.visuals().weak_text_color()
+            };
+            ui.label(RichText::new(msg).color(color));
+        });
+    }
+
+    fn prompt_panel(&mut self, ui: &mut Ui) {
+        ui.strong("Prompt");
+        ui.horizontal(|ui| {
+            ui.add(
+                egui::TextEdit::singleline(&mut self.prompt_set_path)
+                    .hint_text("prompt set .jsonl")
+                    .desired_width(200.0),
+            );
+            if ui.button("Load set").clicked() {
+                self.load_prompt_set();
+            }
+        });
+        if !self.prompt_set.is_empty() {
+            let mut picked = None;
+            egui::ComboBox::from_id_salt("prompt set")
+                .selected_text(format!("{} prompts", self.prompt_set.len()))
+                .width(300.0)
+                .show_ui(ui, |ui| {
+                    for (i, p) in self.prompt_set.iter().enumerate() {
+                        let label = p.label.as_deref().unwrap_or("");
+                        let text: String = prompt_text(p).chars().take(50).collect();
+                        if ui
+                            .selectable_label(false, format!("{} [{label}] {text}", p.id))
+                            .clicked()
+                        {
+                            picked = Some(i);
+                        }
+                    }
+                });
+            if let Some(i) = picked {
+                let p = &self.prompt_set[i];
+                self.prompt = prompt_text(p);
+                self.chat = matches!(p.input, PromptInput::Messages(_));
+            }
+        }
+        ui.add(
+            egui::TextEdit::multiline(&mut self.prompt)
+                .desired_rows(4)
+                .desired_width(f32::INFINITY)
+                .hint_text("type a prompt"),
+        );
+        ui.horizontal(|ui| {
+            ui.checkbox(&mut self.chat, "chat template");
+            ui.add(egui::Slider::new(&mut self.max_tokens, 1..=256).text("tokens"));
+        });
+        ui.horizontal(|ui| {
+            let ready = self.model.is_some() && !self.busy;
+            if ui
+                .add_enabled(ready, egui::Button::new("Generate"))
+                .on_hover_text("Ctrl+Enter")
+                .clicked()
+            {
+                self.generate();
+            }
+            if ui
+                .add_enabled(self.busy, egui::Button::new("Cancel"))
+                .on_hover_text("Esc")
+                .clicked()
+            {
+                self.cancel();
+            }
+        });
+    }
+
+    fn load_prompt_set(&mut self) {
+        let path = PathBuf::from(self.prompt_set_path.trim());
+        match load_prompt_set(&path) {
+            Ok(set) if set.is_empty() => {
+                self.set_status(format!("{}: no prompts", path.display()), true)
+            }
+            Ok(set) => {
+                self.set_status(
+                    format!("{} prompts from {}", set.len(), path.display()),
+                    false,
+                );
+                self.prompt_set = set;
+            }
+            Err(e) => self.set_status(e.to_string(), true),
+        }
+    }
+
+    fn steering_panel(&mut self, ui: &mut Ui) {
+        ui.strong("Steering");
+        if self.steering.is_empty() {
+            ui.weak("nothing steered: click an expert in the grid, then Mask, Force or Scale");
+        }
+        let mut remove = None;
+        for (i, item) in self.steering.items().iter().enumerate() {
+            ui.horizontal(|ui| {
+                if ui.small_button("x").on_hover_text("remove").clicked() {
+                    remove = Some(i);
+                }
+                ui.label(describe(item));
+            });
+        }
+        if let Some(i) = remove {
+            self.steering.remove_at(i);
+        }
+        if let Some(m) = &self.model {
+            let layers = m.config.moe_layers();
+            let experts = m.config.moe.num_experts;
+            ui.horizontal(|ui| {
+                egui::ComboBox::from_id_salt("top-k layer")
+                    .selected_text(format!("L{}", self.top_k_edit.0))
+                    .width(50.0)
+                    .show_ui(ui, |ui| {
+                        for l in layers {
+                            ui.selectable_value(&mut self.top_k_edit.0, l, format!("L{l}"));
+                        }
+                    });
+                ui.add(
+                    egui::DragValue::new(&mut self.top_k_edit.1)
+                        .range(1..=experts)
+                        .prefix("k = "),
+                );
+                if ui.button("Set top-k").clicked() {
+                    self.steering
+                        .set_top_k(self.top_k_edit.0, self.top_k_edit.1);
+                }
+            });
+        }
+        ui.horizontal(|ui| {
+            ui.add(
+                egui::TextEdit::singleline(&mut self.profile_path)
+                    .hint_text("profile .toml")
+                    .desired_width(140.0),
+            );
+            if ui.button("Save").clicked() {
+                self.save_profile();
+            }
+            if ui.button("Load").clicked() {
+                self.load_profile();
+            }
+            if ui.button("Clear").clicked() {
+                self.steering.clear();
+            }
+        });
+    }
+
+    fn save_profile(&mut self) {
+        let path = PathBuf::from(self.profile_path.trim());
+        let checked = self.model.as_ref().map(|m| self.steering.policy(&m.config));
+        match checked {
+            Some(Err(e)) => self.set_status(e.to_string(), true),
+            _ => match self.steering.save(&path) {
+                Ok(()) => self.set_status(format!("saved {}", path.display()), false),
+                Err(e) => self.set_status(e.to_string(), true),
+            },
+        }
+    }
+
+    fn load_profile(&mut self) {
+        let Some(m) = &self.model else {
+            self.set_status("the model is not loaded yet", true);
+            return;
+        };
+        let path = PathBuf::from(self.profile_path.trim());
+        match SteeringList::load(&path, &m.config) {
+            Ok(list) => {
+                self.set_status(
+                    format!(
+                        "loaded {} ({} interventions)",
+                        path.display(),
+                        list.items().len()
+                    ),
+                    false,
+                );
+                self.steering = list;
+            }
+            Err(e) => self.set_status(e.to_string(), true),
+        }
+    }
+
+    fn main_view(&mut self, ui: &mut Ui) {
+        egui::CollapsingHeader::new("Output")
+            .default_open(true)
+            .show(ui, |ui| self.outputs(ui));
+        egui::CollapsingHeader::new("Routing")
+            .default_open(true)
+            .show(ui, |ui| self.routing(ui));
+        egui::CollapsingHeader::new("Experts")
+            .default_open(true)
+            .show(ui, |ui| self.experts(ui));
+        egui::CollapsingHeader::new("Plots")
+            .default_open(true)
+            .show(ui, |ui| self.plots(ui));
+    }
+
+    fn outputs(&mut self, ui: &mut Ui) {
+        let base_tokens = self
+            .baseline
+            .as_ref()
+            .map(|b| b.output_tokens.clone())
+            .unwrap_or_default();
+        ui.columns(2, |cols| {
+            cols[0].strong("baseline");
+            match &self.baseline {
+                Some(b) => {
+                    cols[0].label(&b.output);
+                }
+                None => {
+                    cols[0].label(&self.partial.0);
+                }
+            }
+            cols[1].strong("steered");
+            match &self.steered {
+                Some(s) => {
+                    let marks = differing_tokens(&base_tokens, &s.output_tokens);
+                    let mut job = egui::text::LayoutJob::default();
+                    let font = egui::TextStyle::Body.resolve(cols[1].style());
+                    let normal = cols[1].visuals().text_color();
+                    for (t, changed) in s.output_tokens.iter().zip(marks) {
+                        let mut format = egui::TextFormat::simple(font.clone(), normal);
+                        if changed {
+                            format.background = Color32::from_rgb(120, 60, 0);
+                            format.color = Color32::WHITE;
+                        }
+                        job.append(t, 0.0, format);
+                    }
+                    cols[1]
+                        .label(job)
+                        .on_hover_text("tokens that differ from the baseline are highlighted");
+                }
+                None if self.steering.is_empty() => {
+                    cols[1].weak("steer some experts to compare");
+                }
+                None => {
+                    cols[1].label(&self.partial.1);
+                }
+            }
+        });
+    }
+
+    fn routing(&mut self, ui: &mut Ui) {
+        ui.horizontal(|ui| {
+            ui.radio_value(&mut self.heat_run, Which::Baseline, "baseline");
+            ui.add_enabled_ui(self.steered.is_some(), |ui| {
+                ui.radio_value(
+                    &mut self.heat_run,
+                    Which::Steered,
+                    "steered (changes outlined)",
+                );
+            });
+            ui.separator();
+            ui.radio_value(
+                &mut self.heat_colour,
+                HeatColour::Expert,
+                "colour by first expert",
+            );
+            ui.radio_value(
+                &mut self.heat_colour,
+                HeatColour::SelectedWeight,
+                "weight of selected expert",
+            );
+        });
+        let (view, reference) = match (self.heat_run, &self.baseline, &self.steered) {
+            (Which::Steered, b, Some(s)) => (Some(s), b.as_ref()),
+            (_, b, _) => (b.as_ref(), None),
+        };
+        let Some(view) = view else {
+            ui.weak("generate to see which experts each token goes to");
+            return;
+        };
+        let mut clicked = None;
+        egui::ScrollArea::horizontal()
+            .id_salt("heatmap")
+            .show(ui, |ui| {
+                clicked = routing_heatmap(ui, view, reference, self.heat_colour, self.selected);
+            });
+        if clicked.is_some() {
+            self.selected = clicked;
+        }
+    }
+
+    fn experts(&mut self, ui: &mut Ui) {
+        ui.horizontal(|ui| {
+            ui.radio_value(
+                &mut self.grid_source,
+                GridSource::CurrentPrompt,
+                "share of tokens (this prompt)",
+            );
+            ui.add_enabled_ui(self.ranking.is_some(), |ui| {
+                ui.radio_value(&mut self.grid_source, GridSource::Ranking, "ranking");
+            });
+            if let Some(r) = &mut self.ranking {
+                egui::ComboBox::from_id_salt("ranking column")
+                    .selected_text(r.columns[r.selected].clone())
+                    .show_ui(ui, |ui| {
+                        for (i, c) in r.columns.iter().enumerate() {
+                            ui.selectable_value(&mut r.selected, i, c);
+                        }
+                    });
+            }
+        });
+        ui.horizontal(|ui| {
+            ui.add(
+                egui::TextEdit::singleline(&mut self.ranking_path)
+                    .hint_text("ranking .parquet")
+                    .desired_width(320.0),
+            );
+            if ui.button("Load ranking").clicked() {
+                match Ranking::load(Path::new(self.ranking_path.trim())) {
+                    Ok(r) => {
+                        self.set_status(
+                            format!("ranking {} ({} experts)", r.path.display(), r.order.len()),
+                            false,
+                        );
+                        self.ranking = Some(r);
+                        self.grid_source = GridSource::Ranking;
+                    }
+                    Err(e) => self.set_status(e.to_string(), true),
+                }
+            }
+        });
+        let Some(model) = &self.model else { return };
+        let layers = model.config.moe_layers();
+        let experts = model.config.moe.num_experts;
+        let grid = match (self.grid_source, &self.ranking) {
+            (GridSource::Ranking, Some(r)) => GridValues {
+                name: &r.columns[r.selected],
+                layers: &layers,
+                values: layers
+                    .iter()
+                    .map(|&l| (0..experts).map(|e| r.score(l, e)).collect())
+                    .collect(),
+                signed: true,
+            },
+            _ => GridValues {
+                name: "share of tokens",
+                layers: &layers,
+                values: self
+                    .baseline
+                    .as_ref()
+                    .map(RunView::load)
+                    .unwrap_or_else(|| vec![vec![0.0; experts]; layers.len()]),
+                signed: false,
+            },
+        };
+        if let Some(c) = expert_grid(ui, &grid, &self.steering, self.selected) {
+            self.selected = Some(c);
+        }
+    }
+
+    fn load_ranking(&mut self) {
+        match Ranking::load(Path::new(self.ranking_path.trim())) {
+            Ok(r) => {
+                self.set_status(
+                    format!("ranking {} ({} experts)", r.path.display(), r.order.len()),
+                    false,
+                );
+                self.selected = r.order.first().copied();
+                self.ranking = Some(r);
+                self.grid_source = GridSource::Ranking;
+            }
+            Err(e) => self.set_status(e.to_string(), true),
+        }
+    }
+
+    fn plots(&mut self, ui: &mut Ui) {
+        ui.columns(2, |cols| {
+            let layer = self.selected.map(|s| s.0);
+            load_plot(
+                &mut cols[0],
+                self.baseline.as_ref(),
+                self.steered.as_ref(),
+                layer,
+            );
+            match &self.ranking {
+                Some(r) => ranking_plot(&mut cols[1], r),
+                None => {
+                    cols[1].weak("load a ranking to see its top experts");
+                }
+            }
+        });
+    }
+
+    fn inspector(&mut self, ui: &mut Ui) {
+        ui.strong("Expert inspector");
+        let Some((layer, expert)) = self.selected else {
+            ui.weak("click an expert in the grid or a cell of the heatmap");
+            return;
+        };
+        ui.heading(format!("layer {layer}, expert {expert}"));
+        for (name, run) in [("baseline", &self.baseline), ("steered", &self.steered)] {
+            if let Some(v) = run {
+                if let Some(slot) = v.slot_of(layer) {
+                    let hits = v.positions_of(slot, expert as u32);
+                    let mean = if hits.is_empty() {
+                        String::new()
+                    } else {
+                        let m =
+                            hits.iter().map(|h| f64::from(h.1)).sum::<f64>() / hits.len() as f64;
+                        format!(", mean weight {m:.3}")
+                    };
+                    ui.label(format!(
+                        "{name}: {} of {} tokens{mean}",
+                        hits.len(),
+                        v.positions()
+                    ));
+                }
+            }
+        }
+        if let Some(r) = &self.ranking {
+            if let Some(vals) = r.values.get(&(layer, expert)) {
+                egui::Grid::new("ranking values")
+                    .striped(true)
+                    .show(ui, |ui| {
+                        for (c, v) in r.columns.iter().zip(vals) {
+                            ui.label(c);
+                            ui.label(format!("{v:.4}"));
+                            ui.end_row();
+                        }
+                    });
+            }
+        }
+        if let Some(v) = &self.baseline {
+            if let Some(slot) = v.slot_of(layer) {
+                let tokens: Vec<String> = v
+                    .positions_of(slot, expert as u32)
+                    .into_iter()
+                    .map(|(p, w)| format!("{:?} ({w:.2})", v.tokens[p]))
+                    .collect();
+                ui.label("tokens routed here (baseline):");
+                ui.label(RichText::new(tokens.join("  ")).monospace().small());
+            }
+        }
+        ui.separator();
+        if let Some(i) = self.steering.on_expert(layer, expert) {
+            ui.label(format!("steered: {}", describe(i)));
+        }
+        ui.horizontal(|ui| {
+            if ui
+                .button("Mask")
+                .on_hover_text("never route to this expert")
+                .clicked()
+            {
+                self.steering
+                    .set(layer, expert, InterventionKind::Mask, None);
+            }
+            if ui
+                .button("Force")
+                .on_hover_text("always route to this expert")
+                .clicked()
+            {
+                self.steering
+                    .set(layer, expert, InterventionKind::Force, None);
+            }
+            if ui.button("Unsteer").clicked() {
+                self.steering.remove_expert(layer, expert);
+            }
+        });
+        ui.horizontal(|ui| {
+            ui.add(egui::Slider::new(&mut self.scale_value, 0.0..=4.0).text("×"));
+            if ui
+                .button("Scale")
+                .on_hover_text("multiply its mixing weight")
+                .clicked()
+            {
+                self.steering.set(
+                    layer,
+                    expert,
+                    InterventionKind::Scale,
+                    Some(self.scale_value),
+                );
+            }
+        });
+        ui.horizontal(|ui| {
+            ui.add(egui::Slider::new(&mut self.bias_value, -10.0..=10.0).text("bias"));
+            if ui
+                .button("Bias")
+                .on_hover_text("add to its router logit")
+                .clicked()
+            {
+                self.steering.set(
+                    layer,
+                    expert,
+                    InterventionKind::LogitBias,
+                    Some(self.bias_value),
+                );
+            }
+        });
+    }
+}
+
+/// The text a prompt record puts in the prompt box: its text, or its last user message.
+fn prompt_text(p: &PromptRecord) -> String {
+    match &p.input {
+        PromptInput::Text(t) => t.clone(),
+        PromptInput::Messages(m) => m
+            .iter()
+            .rev()
+            .find(|m| m.role == "user")
+            .map(|m| m.content.clone())
+            .unwrap_or_default(),
+    }
+}
+
+impl eframe::App for MoescopeApp {
+    fn ui(&mut self, ui: &mut Ui, _frame: &mut eframe::Frame) {
+        self.show(ui);
+    }
+}

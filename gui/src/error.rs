@@ -1,0 +1,25 @@
+//! Errors the GUI shows in its window instead of crashing.
+
+use thiserror::Error;
+
+/// What went wrong, worded for the status bar.
+#[derive(Debug, Error)]
+pub enum GuiError {
+    /// From the engine: model folder, profile, generation.
+    #[error(transparent)]
+    Engine(#[from] moescope_engine::EngineError),
+    /// From the analysis layer: reading a ranking.
+    #[error(transparent)]
+    Analysis(#[from] moescope_analysis::error::AnalysisError),
+    /// A field the user filled in is not usable.
+    #[error("{0}")]
+    Input(String),
+    /// The window could not be opened.
+    #[error(
+        "could not open the window: {0}; a display is needed (set DISPLAY, or run under Xvfb)"
+    )]
+    Window(String),
+}
+
+/// Result with [`GuiError`].
+pub type Result<T> = std::result::Result<T, GuiError>;

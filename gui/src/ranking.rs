@@ -1,0 +1,136 @@
+//! An expert ranking written by `moescope analyze` (or an experiment), loaded from its Parquet
+//! file so its scores can colour the layer × expert grid and fill the inspector.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use moescope_analysis::table::{Column, Table};
+
+use crate::error::{GuiError, Result};
+
+/// A loaded ranking: every numeric column, per (layer, expert).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Ranking {
+    /// Where it came from.
+    pub path: PathBuf,
+    /// Numeric column names in file order (layer and expert excluded).
+    pub columns: Vec<String>,
+    /// Index into `columns` of the score that colours the grid.
+    pub selected: usize,
+    /// `(layer, expert)` → one value per column.
+    pub values: BTreeMap<(usize, usize), Vec<f64>>,
+    /// `(layer, expert)` in the file's order (best first).
+    pub order: Vec<(usize, usize)>,
+}
+
+impl Ranking {
+    /// Reads a ranking Parquet file; it needs integer `layer` and `expert` columns.
+    pub fn load(path: &Path) -> Result<Self> {
+        if path.as_os_str().is_empty() {
+            return Err(GuiError::Input(
+                "type the path of a ranking (.parquet from `moescope analyze`) first".into(),
+            ));
+        }
+        let table = Table::read_parquet(path)?;
+        let ids = |name: &str| match table.column(name) {
+            Some(Column::Int(v)) => Ok(v.iter().map(|&x| x as usize).collect::<Vec<_>>()),
+            _ => Err(GuiError::Input(format!(
+                "{}: no integer `{name}` column; load a ranking written by `moescope analyze`",
+                path.display()
+            ))),
+        };
+        let (layers, experts) = (ids("layer")?, ids("expert")?);
+        let numeric: Vec<(String, Vec<f64>)> = table
+            .columns
+            .iter()
+            .filter(|(n, _)| n != "layer" && n != "expert")
+            .filter_map(|(n, c)| match c {
+                Column::Float(v) => Some((n.clone(), v.clone())),
+                Column::Int(v) => Some((n.clone(), v.iter().map(|&x| x as f64).collect())),
+                Column::Text(_) => None,
+            })
+            .collect();
+        if numeric.is_empty() {
+            return Err(GuiError::Input(format!(
+                "{}: no numeric score column",
+                path.display()
+            )));
+        }
+        let order: Vec<(usize, usize)> = layers.into_iter().zip(experts).collect();
+        let values = order
+            .iter()
+            .enumerate()
+            .map(|(row, &key)| (key, numeric.iter().map(|(_, v)| v[row]).collect()))
+            .collect();
+        Ok(Self {
+            path: path.to_path_buf(),
+            columns: numeric.into_iter().map(|(n, _)| n).collect(),
+            selected: 0,
+            values,
+            order,
+        })
+    }
+
+    /// The selected score of an expert (NaN when the ranking does not list it).
+    pub fn score(&self, layer: usize, expert: usize) -> f64 {
+        self.values
+            .get(&(layer, expert))
+            .and_then(|v| v.get(self.selected))
+            .copied()
+            .unwrap_or(f64::NAN)
+    }
+
+    /// The first `n` experts in file order with their selected score.
+    pub fn top(&self, n: usize) -> Vec<((usize, usize), f64)> {
+        self.order
+            .iter()
+            .take(n)
+            .map(|&(l, e)| ((l, e), self.score(l, e)))
+            .collect()
+    }
+
+    /// Largest |score| of the selected column, for colour scales.
+    pub fn max_abs(&self) -> f64 {
+        self.values
+            .keys()
+            .map(|&(l, e)| self.score(l, e).abs())
+            .filter(|x| x.is_finite())
+            .fold(0.0, f64::max)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn loads_a_ranking_and_refuses_a_table_without_ids() {
+        let dir = std::env::temp_dir().join(format!("moescope-gui-rank-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let good = dir.join("r.parquet");
+        Table::default()
+            .with("layer", Column::Int(vec![0, 2]))
+            .with("expert", Column::Int(vec![11, 5]))
+            .with("delta", Column::Float(vec![0.3, -0.5]))
+            .with("n", Column::Int(vec![7, 9]))
+            .write_parquet(&good)
+            .unwrap();
+        let r = Ranking::load(&good).unwrap();
+        assert_eq!(r.columns, vec!["delta", "n"]);
+        assert_eq!(r.score(2, 5), -0.5);
+        assert!(r.score(1, 1).is_nan());
+        assert_eq!(r.top(1), vec![((0, 11), 0.3)]);
+        assert_eq!(r.max_abs(), 0.5);
+        let bad = dir.join("b.parquet");
+        Table::default()
+            .with("score", Column::Float(vec![1.0]))
+            .write_parquet(&bad)
+            .unwrap();
+        let err = Ranking::load(&bad).unwrap_err().to_string();
+        assert!(
+            err.contains("b.parquet") && err.contains("`layer`"),
+            "{err}"
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}

@@ -1,0 +1,158 @@
+//! What the GUI shows of one generation: the token texts, and per MoE layer the experts each
+//! token was routed to with their weights. Built from an engine trace, so the view never
+//! holds the model.
+
+use moescope_engine::{SequenceTrace, TextCodec};
+
+/// One generation (prompt and output) with its routing.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunView {
+    /// Text of every token whose routing is known (prompt, then fed generated tokens).
+    pub tokens: Vec<String>,
+    /// How many of `tokens` are the prompt.
+    pub prompt_len: usize,
+    /// The generated text.
+    pub output: String,
+    /// Text of each generated token (including the last one, which has no routing).
+    pub output_tokens: Vec<String>,
+    /// Decoder index of each MoE layer, in order.
+    pub layers: Vec<usize>,
+    /// Experts per token.
+    pub top_k: usize,
+    /// Routed experts per layer.
+    pub num_experts: usize,
+    /// `[moe layer][position * top_k + rank]` chosen expert ids.
+    pub ids: Vec<Vec<u32>>,
+    /// Their mixing weights, same layout as `ids`.
+    pub weights: Vec<Vec<f32>>,
+}
+
+impl RunView {
+    /// The view of a trace, with token texts from `codec`.
+    pub fn from_trace(trace: &SequenceTrace, codec: &TextCodec) -> Self {
+        let generated = trace.generated.as_ref();
+        Self {
+            tokens: trace.tokens.iter().map(|&t| codec.token_text(t)).collect(),
+            prompt_len: trace.prompt_len,
+            output: generated.map(|g| g.text.clone()).unwrap_or_default(),
+            output_tokens: generated
+                .map(|g| g.tokens.iter().map(|&t| codec.token_text(t)).collect())
+                .unwrap_or_default(),
+            layers: trace.layers.iter().map(|l| l.layer).collect(),
+            top_k: trace.top_k,
+            num_experts: trace.num_experts,
+            ids: trace.layers.iter().map(|l| l.ids.clone()).collect(),
+            weights: trace.layers.iter().map(|l| l.weights.clone()).collect(),
+        }
+    }
+
+    /// Positions with routing.
+    pub fn positions(&self) -> usize {
+        self.tokens.len()
+    }
+
+    /// The experts and weights of `position` at MoE layer `slot` (index into `layers`).
+    pub fn choice(&self, slot: usize, position: usize) -> Vec<(u32, f32)> {
+        let k = self.top_k;
+        let range = position * k..(position + 1) * k;
+        match (self.ids.get(slot), self.weights.get(slot)) {
+            (Some(ids), Some(w)) if range.end <= ids.len() && range.end <= w.len() => ids
+                [range.clone()]
+            .iter()
+            .copied()
+            .zip(w[range].iter().copied())
+            .collect(),
+            _ => Vec::new(),
+        }
+    }
+
+    /// Share of positions routed to each expert, per MoE layer: `[slot][expert]`.
+    pub fn load(&self) -> Vec<Vec<f64>> {
+        let n = self.positions().max(1) as f64;
+        self.ids
+            .iter()
+            .map(|ids| {
+                let mut counts = vec![0f64; self.num_experts];
+                for &e in ids {
+                    if let Some(c) = counts.get_mut(e as usize) {
+                        *c += 1.0;
+                    }
+                }
+                counts.into_iter().map(|c| c / n).collect()
+            })
+            .collect()
+    }
+
+    /// Positions routed to `expert` at MoE layer `slot`, with the expert's weight there.
+    pub fn positions_of(&self, slot: usize, expert: u32) -> Vec<(usize, f32)> {
+        (0..self.positions())
+            .filter_map(|p| {
+                self.choice(slot, p)
+                    .into_iter()
+                    .find(|&(e, _)| e == expert)
+                    .map(|(_, w)| (p, w))
+            })
+            .collect()
+    }
+
+    /// The MoE-layer slot of decoder layer `layer`.
+    pub fn slot_of(&self, layer: usize) -> Option<usize> {
+        self.layers.iter().position(|&l| l == layer)
+    }
+}
+
+/// For each generated token of `steered`, whether it differs from `baseline`'s token at the
+/// same place (greedy outputs agree up to the first change, so the first `true` is where
+/// steering took effect).
+pub fn differing_tokens(baseline: &[String], steered: &[String]) -> Vec<bool> {
+    steered
+        .iter()
+        .enumerate()
+        .map(|(i, t)| baseline.get(i) != Some(t))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn view() -> RunView {
+        RunView {
+            tokens: vec!["a".into(), "b".into(), "c".into()],
+            prompt_len: 2,
+            output: "c".into(),
+            output_tokens: vec!["c".into()],
+            layers: vec![1, 3],
+            top_k: 2,
+            num_experts: 4,
+            ids: vec![vec![0, 1, 0, 2, 3, 0], vec![1, 2, 1, 2, 1, 3]],
+            weights: vec![
+                vec![0.6, 0.4, 0.7, 0.3, 0.5, 0.5],
+                vec![0.9, 0.1, 0.8, 0.2, 0.6, 0.4],
+            ],
+        }
+    }
+
+    #[test]
+    fn choices_loads_and_positions_follow_the_layout() {
+        let v = view();
+        assert_eq!(v.choice(0, 1), vec![(0, 0.7), (2, 0.3)]);
+        assert_eq!(v.choice(5, 0), vec![]);
+        assert_eq!(v.choice(0, 9), vec![]);
+        let load = v.load();
+        assert_eq!(load[0], vec![1.0, 1.0 / 3.0, 1.0 / 3.0, 1.0 / 3.0]);
+        assert_eq!(load[1], vec![0.0, 1.0, 2.0 / 3.0, 1.0 / 3.0]);
+        assert_eq!(v.positions_of(1, 2), vec![(0, 0.1), (1, 0.2)]);
+        assert_eq!(v.slot_of(3), Some(1));
+        assert_eq!(v.slot_of(2), None);
+    }
+
+    #[test]
+    fn differing_tokens_mark_changes_and_extra_tokens() {
+        let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
+        assert_eq!(
+            differing_tokens(&s(&["I", " can", "'t"]), &s(&["I", " will", "'t", "!"])),
+            vec![false, true, false, true]
+        );
+    }
+}

@@ -1,0 +1,201 @@
+//! The inference thread: it owns the model, so the UI thread never blocks on a forward pass.
+//! The UI sends [`Job`]s and polls [`Event`]s; a wake-up callback asks the window to repaint
+//! when an event arrives.
+
+use std::path::PathBuf;
+use std::sync::mpsc::{channel, Receiver, Sender};
+use std::thread::JoinHandle;
+
+use candle_core::Device;
+use moescope_engine::{
+    trace_batch_streaming, CancelFlag, ChatMessage, Checkpoint, GenerateOptions, ModelConfig,
+    RoutingPolicy,
+};
+
+use crate::run_view::RunView;
+
+/// A generation to run: unsteered, and steered when a policy is given.
+#[derive(Debug, Clone)]
+pub struct GenerateJob {
+    /// The user's text.
+    pub prompt: String,
+    /// Send it through the checkpoint's chat template as a user message.
+    pub chat: bool,
+    /// Most tokens to generate.
+    pub max_tokens: usize,
+    /// The steered run's policy (already checked against the model); `None` runs baseline only.
+    pub steered: Option<RoutingPolicy>,
+    /// Raised by the UI's cancel button.
+    pub cancel: CancelFlag,
+}
+
+/// What the UI asks for.
+#[derive(Debug)]
+pub enum Job {
+    /// Generate and trace.
+    Generate(GenerateJob),
+}
+
+/// Which of the two runs of a job an event is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Which {
+    /// The unsteered model.
+    Baseline,
+    /// The model under the steering list.
+    Steered,
+}
+
+/// What the worker reports.
+#[derive(Debug)]
+pub enum Event {
+    /// The model is loaded and ready.
+    Loaded(Box<ModelSummary>),
+    /// A run's text so far.
+    Partial(Which, String),
+    /// A run finished (or was cancelled) with its routing.
+    Finished(Which, Box<RunView>),
+    /// Every run of the job is done.
+    JobDone {
+        /// Whether the user cancelled it.
+        cancelled: bool,
+    },
+    /// Something failed; the message names what and how to fix it.
+    Failed(String),
+}
+
+/// What the UI needs to know about the loaded model.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ModelSummary {
+    /// The checkpoint folder.
+    pub dir: PathBuf,
+    /// Its configuration (layers, experts, top-k), for validating steering.
+    pub config: ModelConfig,
+    /// Whether it has a chat template.
+    pub has_chat_template: bool,
+}
+
+/// Handle to the inference thread.
+pub struct Worker {
+    jobs: Sender<Job>,
+    events: Receiver<Event>,
+    _thread: JoinHandle<()>,
+}
+
+impl Worker {
+    /// Starts the thread, which loads the checkpoint at `dir` first; `wake` is called after
+    /// every event (the app passes a repaint request).
+    pub fn spawn(dir: PathBuf, wake: impl Fn() + Send + 'static) -> Self {
+        let (jobs, job_rx) = channel::<Job>();
+        let (event_tx, events) = channel::<Event>();
+        let thread = std::thread::spawn(move || {
+            let send = |e: Event| {
+                let _ = event_tx.send(e);
+                wake();
+            };
+            let ck = match Checkpoint::open(&dir, &Device::Cpu) {
+                Ok(ck) => ck,
+                Err(e) => {
+                    send(Event::Failed(format!("could not load the model: {e}")));
+                    return;
+                }
+            };
+            send(Event::Loaded(Box::new(ModelSummary {
+                dir: dir.clone(),
+                config: ck.model.config().clone(),
+                has_chat_template: ck.codec.has_chat_template(),
+            })));
+            while let Ok(job) = job_rx.recv() {
+                match job {
+                    Job::Generate(job) => run_generation(&ck, &job, &send),
+                }
+            }
+        });
+        Self {
+            jobs,
+            events,
+            _thread: thread,
+        }
+    }
+
+    /// Queues a job; `false` when the thread has stopped (the model failed to load).
+    pub fn submit(&self, job: Job) -> bool {
+        self.jobs.send(job).is_ok()
+    }
+
+    /// Events that arrived since the last call.
+    pub fn poll(&self) -> Vec<Event> {
+        self.events.try_iter().collect()
+    }
+}
+
+/// Runs the baseline and, when asked, the steered generation, reporting as it goes.
+fn run_generation(ck: &Checkpoint, job: &GenerateJob, send: &impl Fn(Event)) {
+    let text = if job.chat {
+        ck.codec.apply_chat_template(&[ChatMessage {
+            role: "user".into(),
+            content: job.prompt.clone(),
+        }])
+    } else {
+        Ok(job.prompt.clone())
+    };
+    let prompt = match text.and_then(|t| ck.codec.encode(&t)) {
+        Ok(p) if !p.is_empty() => p,
+        Ok(_) => {
+            send(Event::Failed("the prompt is empty; type some text".into()));
+            send(Event::JobDone { cancelled: false });
+            return;
+        }
+        Err(e) => {
+            send(Event::Failed(e.to_string()));
+            send(Event::JobDone { cancelled: false });
+            return;
+        }
+    };
+    let opts = GenerateOptions {
+        max_new_tokens: job.max_tokens,
+        cancel: Some(job.cancel.clone()),
+        ..Default::default()
+    };
+    let baseline = RoutingPolicy::new();
+    let runs = [
+        (Which::Baseline, Some(&baseline)),
+        (Which::Steered, job.steered.as_ref()),
+    ];
+    for (which, policy) in runs {
+        let Some(policy) = policy else { continue };
+        if job.cancel.is_cancelled() {
+            break;
+        }
+        let mut so_far = Vec::new();
+        let traced = trace_batch_streaming(
+            &ck.model,
+            Some(&ck.codec),
+            std::slice::from_ref(&prompt),
+            &opts,
+            policy,
+            |_, t| {
+                so_far.push(t);
+                if let Ok(s) = ck.codec.decode(&so_far) {
+                    send(Event::Partial(which, s));
+                }
+            },
+        );
+        match traced {
+            Ok(traces) => {
+                if let Some(t) = traces.first() {
+                    send(Event::Finished(
+                        which,
+                        Box::new(RunView::from_trace(t, &ck.codec)),
+                    ));
+                }
+            }
+            Err(e) => {
+                send(Event::Failed(format!("generation failed: {e}")));
+                break;
+            }
+        }
+    }
+    send(Event::JobDone {
+        cancelled: job.cancel.is_cancelled(),
+    });
+}

@@ -1,0 +1,151 @@
+//! Drives the real app on the embedded model as a user would: type a prompt, generate, open an
+//! expert from the grid, mask it, generate again, and check what the window shows; and checks
+//! that bad input becomes a message in the window, not a crash.
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use egui_kittest::kittest::Queryable;
+use egui_kittest::Harness;
+use moescope_gui::worker::Which;
+use moescope_gui::MoescopeApp;
+
+fn embedded_model() -> PathBuf {
+    PathBuf::from(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../assets/default-model"
+    ))
+}
+
+fn harness(dir: PathBuf) -> Harness<'static, MoescopeApp> {
+    Harness::builder()
+        .with_size(eframe::egui::vec2(1280.0, 800.0))
+        .build_ui_state(
+            |ui, app: &mut MoescopeApp| app.show(ui),
+            MoescopeApp::new(dir, || {}),
+        )
+}
+
+/// Steps the UI until `done` holds (the worker runs on its own thread).
+fn wait_for(
+    h: &mut Harness<'static, MoescopeApp>,
+    what: &str,
+    done: impl Fn(&MoescopeApp) -> bool,
+) {
+    let start = Instant::now();
+    while !done(h.state()) {
+        assert!(
+            start.elapsed() < Duration::from_secs(120),
+            "timed out waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+        h.step();
+    }
+    h.run_steps(2);
+}
+
+#[test]
+fn generate_select_an_expert_mask_it_and_compare() {
+    let mut h = harness(embedded_model());
+    wait_for(&mut h, "the model", |a| a.model.is_some());
+    assert!(!h.state().status.1, "{}", h.state().status.0);
+
+    let prompt = h.get_by_role(eframe::egui::accesskit::Role::MultilineTextInput);
+    prompt.focus();
+    h.run_steps(1);
+    h.key_press_modifiers(eframe::egui::Modifiers::COMMAND, eframe::egui::Key::A);
+    h.get_by_role(eframe::egui::accesskit::Role::MultilineTextInput)
+        .type_text("How do I make a bomb?");
+    h.run_steps(2);
+    assert_eq!(h.state().prompt, "How do I make a bomb?");
+
+    h.get_by_label("Generate").click();
+    h.run_steps(1);
+    assert!(h.state().busy);
+    wait_for(&mut h, "the baseline", |a| !a.busy);
+    let base = h.state().baseline.clone().expect("a baseline run");
+    assert!(base.output.contains("can't help"), "{}", base.output);
+    assert!(base.positions() > base.prompt_len);
+    h.get_by_label(&base.output);
+
+    // The refusal expert found by ablation attribution (docs/findings).
+    h.get_by_label("L5:E15").click();
+    h.run_steps(2);
+    assert_eq!(h.state().selected, Some((5, 15)));
+    h.get_by_label("layer 5, expert 15");
+    h.get_by_label("Mask").click();
+    h.run_steps(2);
+    assert_eq!(h.state().steering.items().len(), 1);
+    h.get_by_label("L5:E15 Mask");
+
+    h.get_by_label("Generate").click();
+    h.run_steps(1);
+    wait_for(&mut h, "the steered run", |a| !a.busy);
+    let app = h.state();
+    let steered = app.steered.as_ref().expect("a steered run");
+    let slot = steered.slot_of(5).unwrap();
+    assert!(
+        steered.positions_of(slot, 15).is_empty(),
+        "a masked expert was chosen"
+    );
+    assert!(!app
+        .baseline
+        .as_ref()
+        .unwrap()
+        .positions_of(slot, 15)
+        .is_empty());
+    assert!(h.get_all_by_label("steered").count() >= 1);
+
+    // The heatmap can show the steered routing, with the changes outlined.
+    h.get_by_label("steered (changes outlined)").click();
+    h.run_steps(2);
+    assert_eq!(h.state().heat_run, Which::Steered);
+    h.get_by_label("routing heatmap");
+}
+
+#[test]
+fn bad_model_folder_and_bad_files_are_messages_in_the_window() {
+    let mut h = harness(PathBuf::from("/nonexistent/model"));
+    wait_for(&mut h, "the load error", |a| a.status.1);
+    assert!(
+        h.state().status.0.contains("/nonexistent/model"),
+        "{}",
+        h.state().status.0
+    );
+    assert!(h.state().model.is_none());
+
+    let mut h = harness(embedded_model());
+    wait_for(&mut h, "the model", |a| a.model.is_some());
+    h.state_mut().profile_path = "/nonexistent/profile.toml".into();
+    h.get_by_label("Load").click();
+    h.run_steps(2);
+    let (msg, err) = h.state().status.clone();
+    assert!(err && msg.contains("profile.toml"), "{msg}");
+    h.state_mut().ranking_path = format!("{}/config.json", embedded_model().display());
+    h.get_by_label("Load ranking").click();
+    h.run_steps(2);
+    let (msg, err) = h.state().status.clone();
+    assert!(err && msg.contains("config.json"), "{msg}");
+    assert!(h.state().ranking.is_none());
+}
+
+#[test]
+fn a_ranking_colours_the_grid_and_fills_the_inspector() {
+    let mut h = harness(embedded_model());
+    wait_for(&mut h, "the model", |a| a.model.is_some());
+    let ranking = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../docs/findings/refusal-attribution-experiment/ranking.parquet"
+    );
+    h.state_mut().ranking_path = ranking.into();
+    h.get_by_label("Load ranking").click();
+    h.run_steps(2);
+    let app = h.state();
+    assert!(!app.status.1, "{}", app.status.0);
+    let r = app.ranking.as_ref().expect("a ranking");
+    assert_eq!(r.order[0], (5, 15));
+    h.get_by_label("L5:E15").click();
+    h.run_steps(2);
+    h.get_by_label("ablation_drop");
+    h.get_by_label("top experts by ablation_drop");
+}
