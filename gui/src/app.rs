@@ -3,8 +3,10 @@
 //! model lives on the [`Worker`] thread.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use eframe::egui::{self, Color32, Key, KeyboardShortcut, Modifiers, RichText, Ui};
+use moescope_analysis::Records;
 use moescope_engine::{load_prompt_set, CancelFlag, InterventionKind, PromptInput, PromptRecord};
 
 use crate::grid::{expert_grid, GridValues};
@@ -90,6 +92,14 @@ pub struct MoescopeApp {
     pub bias_value: f64,
     /// Layer and k of the top-k control.
     pub top_k_edit: (usize, usize),
+    /// Path typed for a records folder.
+    pub recording_path: String,
+    /// The opened recording.
+    pub recording: Option<Arc<Records>>,
+    /// The recorded sequence shown, if the view comes from the recording.
+    pub browsing: Option<u32>,
+    /// The last top-token count from the recording, for (layer, expert).
+    pub top_tokens: Option<((usize, usize), Vec<(String, u64)>)>,
 }
 
 impl MoescopeApp {
@@ -122,6 +132,10 @@ impl MoescopeApp {
             scale_value: 2.0,
             bias_value: 2.0,
             top_k_edit: (0, 1),
+            recording_path: String::new(),
+            recording: None,
+            browsing: None,
+            top_tokens: None,
         }
     }
 
@@ -188,6 +202,21 @@ impl MoescopeApp {
                         self.set_status("done", false);
                     }
                 }
+                Event::Browsed(v) => {
+                    self.busy = false;
+                    self.set_status(
+                        format!("recorded sequence: {} tokens", v.positions()),
+                        false,
+                    );
+                    self.baseline = Some(*v);
+                    self.steered = None;
+                    self.heat_run = Which::Baseline;
+                }
+                Event::TopTokens(key, tokens) => {
+                    self.busy = false;
+                    self.set_status("done", false);
+                    self.top_tokens = Some((key, tokens));
+                }
                 Event::Failed(message) => {
                     self.busy = false;
                     self.set_status(message, true);
@@ -226,6 +255,7 @@ impl MoescopeApp {
         };
         if self.worker.submit(Job::Generate(job)) {
             self.busy = true;
+            self.browsing = None;
             self.cancel = Some(cancel);
             self.baseline = None;
             self.steered = None;
@@ -263,6 +293,8 @@ impl MoescopeApp {
                     self.prompt_panel(ui);
                     ui.separator();
                     self.steering_panel(ui);
+                    ui.separator();
+                    self.recording_panel(ui);
                 });
             });
         egui::Panel::right("inspector")
@@ -439,6 +471,55 @@ impl MoescopeApp {
                 self.steering.clear();
             }
         });
+    }
+
+    fn recording_panel(&mut self, ui: &mut Ui) {
+        ui.strong("Recording");
+        ui.horizontal(|ui| {
+            ui.add(
+                egui::TextEdit::singleline(&mut self.recording_path)
+                    .hint_text("records folder")
+                    .desired_width(200.0),
+            );
+            if ui.button("Open recording").clicked() {
+                match crate::recording::open(Path::new(self.recording_path.trim())) {
+                    Ok(r) => {
+                        self.set_status(
+                            format!("{}: {} sequences", r.dir.display(), r.sequences.len()),
+                            false,
+                        );
+                        self.recording = Some(Arc::new(r));
+                    }
+                    Err(e) => self.set_status(e.to_string(), true),
+                }
+            }
+        });
+        let Some(rec) = self.recording.clone() else {
+            ui.weak("open a folder made by `moescope record` to browse its sequences");
+            return;
+        };
+        let mut picked = None;
+        egui::ScrollArea::vertical()
+            .id_salt("sequences")
+            .max_height(220.0)
+            .show(ui, |ui| {
+                for s in &rec.sequences {
+                    let label = s.label.as_deref().unwrap_or("");
+                    let text: String = s.prompt.chars().take(40).collect();
+                    let on = self.browsing == Some(s.seq_index);
+                    let row = format!("{} [{label}] {}", s.seq_id, text.replace('\n', " "));
+                    if ui.selectable_label(on, row).clicked() {
+                        picked = Some(s.seq_index);
+                    }
+                }
+            });
+        if let Some(seq) = picked {
+            if !self.busy && self.worker.submit(Job::Browse(rec, seq)) {
+                self.busy = true;
+                self.browsing = Some(seq);
+                self.set_status(format!("reading sequence {seq} …"), false);
+            }
+        }
     }
 
     fn save_profile(&mut self) {
@@ -726,6 +807,28 @@ impl MoescopeApp {
                     .collect();
                 ui.label("tokens routed here (baseline):");
                 ui.label(RichText::new(tokens.join("  ")).monospace().small());
+            }
+        }
+        if let Some(rec) = self.recording.clone() {
+            let enabled = !self.busy;
+            if ui
+                .add_enabled(enabled, egui::Button::new("Top tokens in recording"))
+                .clicked()
+                && self.worker.submit(Job::TopTokens(rec, layer, expert))
+            {
+                self.busy = true;
+                self.set_status("counting tokens in the recording …", false);
+            }
+            if let Some((key, tokens)) = &self.top_tokens {
+                if *key == (layer, expert) {
+                    egui::Grid::new("top tokens").striped(true).show(ui, |ui| {
+                        for (t, n) in tokens {
+                            ui.label(RichText::new(format!("{t:?}")).monospace());
+                            ui.label(n.to_string());
+                            ui.end_row();
+                        }
+                    });
+                }
             }
         }
         ui.separator();

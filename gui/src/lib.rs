@@ -9,6 +9,7 @@ pub mod grid;
 pub mod heatmap;
 pub mod plots;
 pub mod ranking;
+pub mod recording;
 pub mod run_view;
 pub mod steering;
 pub mod worker;

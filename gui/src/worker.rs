@@ -4,6 +4,7 @@
 
 use std::path::PathBuf;
 use std::sync::mpsc::{channel, Receiver, Sender};
+use std::sync::Arc;
 use std::thread::JoinHandle;
 
 use candle_core::Device;
@@ -12,6 +13,9 @@ use moescope_engine::{
     RoutingPolicy,
 };
 
+use moescope_analysis::Records;
+
+use crate::recording::{sequence_view, top_tokens};
 use crate::run_view::RunView;
 
 /// A generation to run: unsteered, and steered when a policy is given.
@@ -34,6 +38,10 @@ pub struct GenerateJob {
 pub enum Job {
     /// Generate and trace.
     Generate(GenerateJob),
+    /// Read one sequence of a recording.
+    Browse(Arc<Records>, u32),
+    /// Count the tokens a recording routed to (layer, expert).
+    TopTokens(Arc<Records>, usize, usize),
 }
 
 /// Which of the two runs of a job an event is about.
@@ -59,6 +67,10 @@ pub enum Event {
         /// Whether the user cancelled it.
         cancelled: bool,
     },
+    /// A recorded sequence, read.
+    Browsed(Box<RunView>),
+    /// The tokens a recording routed most often to (layer, expert), with counts.
+    TopTokens((usize, usize), Vec<(String, u64)>),
     /// Something failed; the message names what and how to fix it.
     Failed(String),
 }
@@ -107,6 +119,16 @@ impl Worker {
             while let Ok(job) = job_rx.recv() {
                 match job {
                     Job::Generate(job) => run_generation(&ck, &job, &send),
+                    Job::Browse(records, seq) => match sequence_view(&records, seq) {
+                        Ok(v) => send(Event::Browsed(Box::new(v))),
+                        Err(e) => send(Event::Failed(e.to_string())),
+                    },
+                    Job::TopTokens(records, layer, expert) => {
+                        match top_tokens(&records, layer, expert, 20) {
+                            Ok(t) => send(Event::TopTokens((layer, expert), t)),
+                            Err(e) => send(Event::Failed(e.to_string())),
+                        }
+                    }
                 }
             }
         });

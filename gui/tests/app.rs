@@ -149,3 +149,46 @@ fn a_ranking_colours_the_grid_and_fills_the_inspector() {
     h.get_by_label("ablation_drop");
     h.get_by_label("top experts by ablation_drop");
 }
+
+#[test]
+fn a_recording_is_browsed_sequence_by_sequence_and_counts_an_experts_tokens() {
+    let mut h = harness(embedded_model());
+    wait_for(&mut h, "the model", |a| a.model.is_some());
+    let dir = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../docs/findings/refusal-experiment/detect-records"
+    );
+    h.state_mut().recording_path = dir.into();
+    h.get_by_label("Open recording").click();
+    h.run_steps(2);
+    let rec = h.state().recording.clone().expect("the recording opens");
+    let first = rec.sequences[0].clone();
+    h.get_all_by_label_contains(&first.seq_id)
+        .next()
+        .expect("the sequence list shows the first sequence")
+        .click();
+    h.run_steps(1);
+    wait_for(&mut h, "the recorded sequence", |a| !a.busy);
+    let app = h.state();
+    assert_eq!(app.browsing, Some(first.seq_index));
+    let view = app.baseline.as_ref().expect("the sequence is shown");
+    assert_eq!(view.prompt_len, first.prompt_tokens as usize);
+    assert_eq!(
+        view.positions(),
+        (first.prompt_tokens + first.generated_tokens) as usize
+    );
+    assert!(view
+        .ids
+        .iter()
+        .all(|ids| ids.len() == view.positions() * view.top_k));
+
+    h.get_by_label("L0:E11").click();
+    h.run_steps(2);
+    h.get_by_label("Top tokens in recording").click();
+    h.run_steps(1);
+    wait_for(&mut h, "the token counts", |a| !a.busy);
+    let (key, tokens) = h.state().top_tokens.clone().expect("counts");
+    assert_eq!(key, (0, 11));
+    assert!(!tokens.is_empty());
+    assert!(tokens.windows(2).all(|w| w[0].1 >= w[1].1));
+}
