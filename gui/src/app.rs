@@ -9,10 +9,12 @@ use eframe::egui::{self, Color32, Key, KeyboardShortcut, Modifiers, RichText, Ui
 use moescope_analysis::Records;
 use moescope_engine::{load_prompt_set, CancelFlag, InterventionKind, PromptInput, PromptRecord};
 
+use crate::error::require_path;
 use crate::grid::{expert_grid, GridValues};
 use crate::heatmap::{routing_heatmap, HeatColour};
 use crate::plots::{load_plot, ranking_plot};
 use crate::ranking::Ranking;
+use crate::recording::TopTokens;
 use crate::run_view::{differing_tokens, RunView};
 use crate::steering::{describe, SteeringList};
 use crate::worker::{Event, GenerateJob, Job, ModelSummary, Which, Worker};
@@ -99,7 +101,7 @@ pub struct MoescopeApp {
     /// The recorded sequence shown, if the view comes from the recording.
     pub browsing: Option<u32>,
     /// The last top-token count from the recording, for (layer, expert).
-    pub top_tokens: Option<((usize, usize), Vec<(String, u64)>)>,
+    pub top_tokens: Option<TopTokens>,
 }
 
 impl MoescopeApp {
@@ -336,16 +338,17 @@ impl MoescopeApp {
 
     fn prompt_panel(&mut self, ui: &mut Ui) {
         ui.strong("Prompt");
-        ui.horizontal(|ui| {
-            ui.add(
-                egui::TextEdit::singleline(&mut self.prompt_set_path)
-                    .hint_text("prompt set .jsonl")
-                    .desired_width(200.0),
-            );
-            if ui.button("Load set").clicked() {
-                self.load_prompt_set();
-            }
-        });
+        if path_row(
+            ui,
+            &mut self.prompt_set_path,
+            "prompt set .jsonl",
+            200.0,
+            &["Load set"],
+        )
+        .is_some()
+        {
+            self.load_prompt_set();
+        }
         if !self.prompt_set.is_empty() {
             let mut picked = None;
             egui::ComboBox::from_id_salt("prompt set")
@@ -400,7 +403,9 @@ impl MoescopeApp {
 
     fn load_prompt_set(&mut self) {
         let path = PathBuf::from(self.prompt_set_path.trim());
-        match load_prompt_set(&path) {
+        let loaded =
+            require_path(&path, "a prompt set (.jsonl)").and_then(|()| Ok(load_prompt_set(&path)?));
+        match loaded {
             Ok(set) if set.is_empty() => {
                 self.set_status(format!("{}: no prompts", path.display()), true)
             }
@@ -455,45 +460,28 @@ impl MoescopeApp {
                 }
             });
         }
-        ui.horizontal(|ui| {
-            ui.add(
-                egui::TextEdit::singleline(&mut self.profile_path)
-                    .hint_text("profile .toml")
-                    .desired_width(140.0),
-            );
-            if ui.button("Save").clicked() {
-                self.save_profile();
-            }
-            if ui.button("Load").clicked() {
-                self.load_profile();
-            }
-            if ui.button("Clear").clicked() {
-                self.steering.clear();
-            }
-        });
+        let buttons = ["Save", "Load", "Clear"];
+        match path_row(ui, &mut self.profile_path, "profile .toml", 140.0, &buttons) {
+            Some(0) => self.save_profile(),
+            Some(1) => self.load_profile(),
+            Some(_) => self.steering.clear(),
+            None => {}
+        }
     }
 
     fn recording_panel(&mut self, ui: &mut Ui) {
         ui.strong("Recording");
-        ui.horizontal(|ui| {
-            ui.add(
-                egui::TextEdit::singleline(&mut self.recording_path)
-                    .hint_text("records folder")
-                    .desired_width(200.0),
-            );
-            if ui.button("Open recording").clicked() {
-                match crate::recording::open(Path::new(self.recording_path.trim())) {
-                    Ok(r) => {
-                        self.set_status(
-                            format!("{}: {} sequences", r.dir.display(), r.sequences.len()),
-                            false,
-                        );
-                        self.recording = Some(Arc::new(r));
-                    }
-                    Err(e) => self.set_status(e.to_string(), true),
-                }
-            }
-        });
+        if path_row(
+            ui,
+            &mut self.recording_path,
+            "records folder",
+            200.0,
+            &["Open recording"],
+        )
+        .is_some()
+        {
+            self.open_recording();
+        }
         let Some(rec) = self.recording.clone() else {
             ui.weak("open a folder made by `moescope record` to browse its sequences");
             return;
@@ -519,6 +507,19 @@ impl MoescopeApp {
                 self.browsing = Some(seq);
                 self.set_status(format!("reading sequence {seq} …"), false);
             }
+        }
+    }
+
+    fn open_recording(&mut self) {
+        match crate::recording::open(Path::new(self.recording_path.trim())) {
+            Ok(r) => {
+                self.set_status(
+                    format!("{}: {} sequences", r.dir.display(), r.sequences.len()),
+                    false,
+                );
+                self.recording = Some(Arc::new(r));
+            }
+            Err(e) => self.set_status(e.to_string(), true),
         }
     }
 
@@ -677,26 +678,17 @@ impl MoescopeApp {
                     });
             }
         });
-        ui.horizontal(|ui| {
-            ui.add(
-                egui::TextEdit::singleline(&mut self.ranking_path)
-                    .hint_text("ranking .parquet")
-                    .desired_width(320.0),
-            );
-            if ui.button("Load ranking").clicked() {
-                match Ranking::load(Path::new(self.ranking_path.trim())) {
-                    Ok(r) => {
-                        self.set_status(
-                            format!("ranking {} ({} experts)", r.path.display(), r.order.len()),
-                            false,
-                        );
-                        self.ranking = Some(r);
-                        self.grid_source = GridSource::Ranking;
-                    }
-                    Err(e) => self.set_status(e.to_string(), true),
-                }
-            }
-        });
+        if path_row(
+            ui,
+            &mut self.ranking_path,
+            "ranking .parquet",
+            320.0,
+            &["Load ranking"],
+        )
+        .is_some()
+        {
+            self.load_ranking();
+        }
         let Some(model) = &self.model else { return };
         let layers = model.config.moe_layers();
         let experts = model.config.moe.num_experts;
@@ -887,6 +879,31 @@ impl MoescopeApp {
             }
         });
     }
+}
+
+/// A path field followed by buttons; the index of the button clicked, if any.
+fn path_row(
+    ui: &mut Ui,
+    path: &mut String,
+    hint: &str,
+    width: f32,
+    buttons: &[&str],
+) -> Option<usize> {
+    ui.horizontal(|ui| {
+        ui.add(
+            egui::TextEdit::singleline(path)
+                .hint_text(hint)
+                .desired_width(width),
+        );
+        let mut clicked = None;
+        for (i, b) in buttons.iter().enumerate() {
+            if ui.button(*b).clicked() {
+                clicked = Some(i);
+            }
+        }
+        clicked
+    })
+    .inner
 }
 
 /// The text a prompt record puts in the prompt box: its text, or its last user message.

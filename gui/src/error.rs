@@ -23,3 +23,11 @@ pub enum GuiError {
 
 /// Result with [`GuiError`].
 pub type Result<T> = std::result::Result<T, GuiError>;
+
+/// Fails with "type the path of WHAT first" when the user left a path field empty.
+pub fn require_path(path: &std::path::Path, what: &str) -> Result<()> {
+    if path.as_os_str().is_empty() {
+        return Err(GuiError::Input(format!("type the path of {what} first")));
+    }
+    Ok(())
+}

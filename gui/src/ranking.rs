@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use moescope_analysis::table::{Column, Table};
 
-use crate::error::{GuiError, Result};
+use crate::error::{require_path, GuiError, Result};
 
 /// A loaded ranking: every numeric column, per (layer, expert).
 #[derive(Debug, Clone, PartialEq)]
@@ -26,11 +26,7 @@ pub struct Ranking {
 impl Ranking {
     /// Reads a ranking Parquet file; it needs integer `layer` and `expert` columns.
     pub fn load(path: &Path) -> Result<Self> {
-        if path.as_os_str().is_empty() {
-            return Err(GuiError::Input(
-                "type the path of a ranking (.parquet from `moescope analyze`) first".into(),
-            ));
-        }
+        require_path(path, "a ranking (.parquet from `moescope analyze`)")?;
         let table = Table::read_parquet(path)?;
         let ids = |name: &str| match table.column(name) {
             Some(Column::Int(v)) => Ok(v.iter().map(|&x| x as usize).collect::<Vec<_>>()),

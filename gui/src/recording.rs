@@ -8,16 +8,15 @@ use std::path::Path;
 use moescope_analysis::scan::{scan_choices, Needs};
 use moescope_analysis::Records;
 
-use crate::error::{GuiError, Result};
+use crate::error::{require_path, GuiError, Result};
 use crate::run_view::RunView;
+
+/// The tokens a recording routed most often to one (layer, expert), with their counts.
+pub type TopTokens = ((usize, usize), Vec<(String, u64)>);
 
 /// Opens a records folder.
 pub fn open(dir: &Path) -> Result<Records> {
-    if dir.as_os_str().is_empty() {
-        return Err(GuiError::Input(
-            "type the path of a records folder (from `moescope record`) first".into(),
-        ));
-    }
+    require_path(dir, "a records folder (from `moescope record`)")?;
     Ok(Records::open(dir)?)
 }
 

@@ -9,7 +9,7 @@ use moescope_engine::{
     PROFILE_VERSION,
 };
 
-use crate::error::{GuiError, Result};
+use crate::error::{require_path, Result};
 
 /// The profile being edited.
 #[derive(Debug, Clone, PartialEq)]
@@ -107,11 +107,7 @@ impl SteeringList {
 
     /// Replaces the list with a profile file, checked against the model.
     pub fn load(path: &Path, config: &ModelConfig) -> Result<Self> {
-        if path.as_os_str().is_empty() {
-            return Err(GuiError::Input(
-                "type the path of a steering profile (.toml) first".into(),
-            ));
-        }
+        require_path(path, "a steering profile (.toml)")?;
         let (profile, _) = SteeringProfile::load(path, config)?;
         Ok(Self { profile })
     }
