@@ -117,7 +117,22 @@ pub fn read_batches_parallel(
     }))
 }
 
-fn row_group_count(path: &Path) -> Result<usize> {
+/// Every batch of one row group of `path` (only `columns`), decoded on the calling thread.
+pub fn read_row_group(
+    path: &Path,
+    columns: &[&str],
+    batch_rows: usize,
+    group: usize,
+) -> Result<BatchIter> {
+    let r = reader(path, Some(columns), batch_rows, Some(vec![group]))?;
+    let path = path.to_path_buf();
+    Ok(Box::new(r.map(move |b| {
+        b.map_err(|e| AnalysisError::records(&path, e))
+    })))
+}
+
+/// How many row groups `path` has.
+pub fn row_group_count(path: &Path) -> Result<usize> {
     let file = File::open(path).map_err(|e| AnalysisError::Io {
         path: path.to_path_buf(),
         source: e,

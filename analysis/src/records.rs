@@ -504,6 +504,11 @@ pub struct RoutingBatch {
 }
 
 impl RoutingBatch {
+    /// Wraps a decoded batch of `path`'s routing table.
+    pub(crate) fn new(batch: RecordBatch, path: PathBuf) -> Self {
+        Self { batch, path }
+    }
+
     /// Rows in the batch.
     pub fn len(&self) -> usize {
         self.batch.num_rows()

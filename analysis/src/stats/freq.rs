@@ -3,8 +3,8 @@
 
 use crate::error::Result;
 use crate::records::Records;
-use crate::scan::{scan_choices, Needs};
-use crate::stats::{grid, layer_column, layer_expert_columns, Positions};
+use crate::scan::{fold_choices, Needs};
+use crate::stats::{add_grid, grid, layer_column, layer_expert_columns, Positions};
 use crate::table::{Column, Table};
 
 /// The three tables of `freq`.
@@ -21,29 +21,67 @@ pub struct Frequency {
     pub coactivation: Table,
 }
 
+/// The running counts of [`frequency`], one per worker, added together at the end.
+struct Counts {
+    count: Vec<Vec<u64>>,
+    weight: Vec<Vec<f64>>,
+    pairs: Vec<Vec<u64>>,
+    tokens: Vec<u64>,
+}
+
+impl Counts {
+    fn merge(&mut self, other: Counts) {
+        add_grid(&mut self.count, &other.count);
+        add_grid(&mut self.pairs, &other.pairs);
+        for (a, b) in self.weight.iter_mut().zip(&other.weight) {
+            for (x, y) in a.iter_mut().zip(b) {
+                *x += y;
+            }
+        }
+        for (x, y) in self.tokens.iter_mut().zip(&other.tokens) {
+            *x += y;
+        }
+    }
+}
+
 /// Computes the frequency tables.
 pub fn frequency(records: &Records, positions: Positions) -> Result<Frequency> {
     let e = records.run.num_experts as usize;
-    let mut count = grid(records, 0u64);
-    let mut weight = grid(records, 0f64);
-    let mut pairs = vec![vec![0u64; e * e]; records.run.moe_layers.len()];
-    let mut tokens = vec![0u64; records.run.moe_layers.len()];
-    scan_choices(records, Needs::default(), |c| {
-        if !positions.admits(c.is_generated) {
-            return Ok(());
-        }
-        let l = c.layer_slot;
-        tokens[l] += 1;
-        for (i, (&x, &w)) in c.experts.iter().zip(c.weights).enumerate() {
-            count[l][x as usize] += 1;
-            weight[l][x as usize] += f64::from(w);
-            for &y in &c.experts[i + 1..] {
-                let (a, b) = if x < y { (x, y) } else { (y, x) };
-                pairs[l][a as usize * e + b as usize] += 1;
+    let layers = records.run.moe_layers.len();
+    let init = || Counts {
+        count: grid(records, 0u64),
+        weight: grid(records, 0f64),
+        pairs: vec![vec![0u64; e * e]; layers],
+        tokens: vec![0u64; layers],
+    };
+    let Counts {
+        count,
+        weight,
+        pairs,
+        tokens,
+    } = fold_choices(
+        records,
+        Needs::default(),
+        init,
+        |s, c| {
+            if !positions.admits(c.is_generated) {
+                return;
             }
-        }
-        Ok(())
-    })?;
+            let l = c.layer_slot;
+            s.tokens[l] += 1;
+            let (count, weight, pairs) = (&mut s.count[l], &mut s.weight[l], &mut s.pairs[l]);
+            for (i, (&x, &w)) in c.experts.iter().zip(c.weights).enumerate() {
+                let x = usize::from(x);
+                count[x] += 1;
+                weight[x] += f64::from(w);
+                for &y in &c.experts[i + 1..] {
+                    let y = usize::from(y);
+                    pairs[x.min(y) * e + x.max(y)] += 1;
+                }
+            }
+        },
+        Counts::merge,
+    )?;
     let (layer_col, expert_col) = layer_expert_columns(records);
     let rate = |l: usize, c: u64| c as f64 / tokens[l].max(1) as f64;
     let mut counts = Vec::new();

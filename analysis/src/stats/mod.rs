@@ -48,6 +48,15 @@ impl std::str::FromStr for Positions {
     }
 }
 
+/// Adds `b` into `a`, cell by cell (merging per-worker counts).
+pub(crate) fn add_grid(a: &mut [Vec<u64>], b: &[Vec<u64>]) {
+    for (ra, rb) in a.iter_mut().zip(b) {
+        for (x, y) in ra.iter_mut().zip(rb) {
+            *x += y;
+        }
+    }
+}
+
 /// `[moe layer slot][expert]` counters.
 pub(crate) fn grid<T: Clone>(records: &Records, init: T) -> Vec<Vec<T>> {
     vec![vec![init; records.run.num_experts as usize]; records.run.moe_layers.len()]

@@ -5,8 +5,8 @@ use std::collections::HashSet;
 
 use crate::error::{AnalysisError, Result};
 use crate::records::Records;
-use crate::scan::{scan_choices, Needs};
-use crate::stats::{grid, layer_expert_columns, Positions};
+use crate::scan::{fold_choices, scan_choices, Choice, Needs};
+use crate::stats::{add_grid, grid, layer_expert_columns, Positions};
 use crate::table::{Column, Table};
 
 /// The event x on a token position.
@@ -23,6 +23,45 @@ pub enum TokenEvent {
         /// The token that closes it (e.g. `</think>`).
         close: String,
     },
+}
+
+/// Tokens of each layer (`n`), those with the event (`nx`), per expert those routed to it
+/// (`ny`) and those with the event routed to it (`nxy`).
+struct NpmiCounts {
+    n: Vec<u64>,
+    nx: Vec<u64>,
+    ny: Vec<Vec<u64>>,
+    nxy: Vec<Vec<u64>>,
+}
+
+impl NpmiCounts {
+    fn add(&mut self, c: &Choice<'_>, x_here: bool, positions: Positions) {
+        if !positions.admits(c.is_generated) {
+            return;
+        }
+        let l = c.layer_slot;
+        self.n[l] += 1;
+        if x_here {
+            self.nx[l] += 1;
+        }
+        for &e in c.experts {
+            self.ny[l][e as usize] += 1;
+            if x_here {
+                self.nxy[l][e as usize] += 1;
+            }
+        }
+    }
+
+    fn merge(&mut self, other: NpmiCounts) {
+        for (a, b) in self.n.iter_mut().zip(&other.n) {
+            *a += b;
+        }
+        for (a, b) in self.nx.iter_mut().zip(&other.nx) {
+            *a += b;
+        }
+        add_grid(&mut self.ny, &other.ny);
+        add_grid(&mut self.nxy, &other.nxy);
+    }
 }
 
 /// nPMI(x, expert e chosen) per layer and expert, with `n` (tokens of the layer), `n_x`,
@@ -43,34 +82,34 @@ pub fn npmi(
             )));
         }
     }
-    let mut n = vec![0u64; records.run.moe_layers.len()];
-    let mut nx = vec![0u64; records.run.moe_layers.len()];
-    let mut ny = grid(records, 0u64);
-    let mut nxy = grid(records, 0u64);
+    let layers = records.run.moe_layers.len();
+    let init = || NpmiCounts {
+        n: vec![0; layers],
+        nx: vec![0; layers],
+        ny: grid(records, 0u64),
+        nxy: grid(records, 0u64),
+    };
     let needs = Needs {
         token_text: !matches!(event, TokenEvent::Label(_)),
         ..Needs::default()
     };
-    // Span state: the sequence and position last seen, whether it is in a span, and whether a
-    // span is open after it.
-    let mut at: Option<(u32, u32)> = None;
-    let mut x_here = false;
-    let mut open_after = false;
-    scan_choices(records, needs, |c| {
-        if at != Some((c.seq_index, c.position)) {
-            if at.map(|a| a.0) != Some(c.seq_index) {
-                open_after = false;
-            }
-            at = Some((c.seq_index, c.position));
-            let text = c.token_text;
-            let is = |t: &str| text == t || text.trim() == t;
-            x_here = match event {
-                TokenEvent::Tokens(set) => set.contains(text) || set.contains(text.trim()),
-                TokenEvent::Label(l) => {
-                    labels.get(c.seq_index as usize).copied().flatten() == Some(l.as_str())
-                }
-                TokenEvent::Span { open, close } => {
-                    if is(open) {
+    let counts = match event {
+        TokenEvent::Span { open, close } => {
+            // Span state: the sequence and position last seen, whether it is in a span, and
+            // whether a span is open after it. Needs file order, so one thread.
+            let mut s = init();
+            let mut at: Option<(u32, u32)> = None;
+            let mut x_here = false;
+            let mut open_after = false;
+            scan_choices(records, needs, |c| {
+                if at != Some((c.seq_index, c.position)) {
+                    if at.map(|a| a.0) != Some(c.seq_index) {
+                        open_after = false;
+                    }
+                    at = Some((c.seq_index, c.position));
+                    let text = c.token_text;
+                    let is = |t: &str| text == t || text.trim() == t;
+                    x_here = if is(open) {
                         open_after = true;
                         true
                     } else if is(close) {
@@ -79,26 +118,39 @@ pub fn npmi(
                         inside
                     } else {
                         open_after
-                    }
+                    };
                 }
-            };
+                s.add(c, x_here, positions);
+                Ok(())
+            })?;
+            s
         }
-        if !positions.admits(c.is_generated) {
-            return Ok(());
-        }
-        let l = c.layer_slot;
-        n[l] += 1;
-        if x_here {
-            nx[l] += 1;
-        }
-        for &e in c.experts {
-            ny[l][e as usize] += 1;
-            if x_here {
-                nxy[l][e as usize] += 1;
-            }
-        }
-        Ok(())
-    })?;
+        TokenEvent::Tokens(set) => fold_choices(
+            records,
+            needs,
+            init,
+            |s, c| {
+                let text = c.token_text;
+                s.add(
+                    c,
+                    set.contains(text) || set.contains(text.trim()),
+                    positions,
+                )
+            },
+            NpmiCounts::merge,
+        )?,
+        TokenEvent::Label(l) => fold_choices(
+            records,
+            needs,
+            init,
+            |s, c| {
+                let label = labels.get(c.seq_index as usize).copied().flatten();
+                s.add(c, label == Some(l.as_str()), positions)
+            },
+            NpmiCounts::merge,
+        )?,
+    };
+    let NpmiCounts { n, nx, ny, nxy } = counts;
     let (layer_col, expert_col) = layer_expert_columns(records);
     let (mut cn, mut cx, mut cy, mut cxy, mut v) = (vec![], vec![], vec![], vec![], vec![]);
     for l in 0..n.len() {
