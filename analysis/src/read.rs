@@ -59,11 +59,16 @@ fn reader(
 
 /// Every batch of `path` (only `columns` when given), decoded on the calling thread.
 pub fn read_batches(path: &Path, columns: Option<&[&str]>, batch_rows: usize) -> Result<BatchIter> {
-    let r = reader(path, columns, batch_rows, None)?;
+    Ok(naming_errors(
+        reader(path, columns, batch_rows, None)?,
+        path,
+    ))
+}
+
+/// The reader's batches, with errors that name `path`.
+fn naming_errors(r: ParquetRecordBatchReader, path: &Path) -> BatchIter {
     let path = path.to_path_buf();
-    Ok(Box::new(r.map(move |b| {
-        b.map_err(|e| AnalysisError::records(&path, e))
-    })))
+    Box::new(r.map(move |b| b.map_err(|e| AnalysisError::records(&path, e))))
 }
 
 /// Every batch of `path`'s `columns` in file order, row groups decoded on up to as many worker
@@ -89,7 +94,7 @@ pub fn read_batches_parallel(
         std::thread::spawn(move || {
             let names: Vec<&str> = columns.iter().map(String::as_str).collect();
             for g in (w..groups).step_by(workers) {
-                let batches = match reader(&path, Some(&names), batch_rows, Some(vec![g])) {
+                let batches = match read_row_group(&path, &names, batch_rows, g) {
                     Ok(r) => r,
                     Err(e) => {
                         let _ = tx.send(Some(Err(e)));
@@ -97,7 +102,6 @@ pub fn read_batches_parallel(
                     }
                 };
                 for b in batches {
-                    let b = b.map_err(|e| AnalysisError::records(&path, e));
                     if tx.send(Some(b)).is_err() {
                         return; // the consumer stopped
                     }
@@ -125,10 +129,7 @@ pub fn read_row_group(
     group: usize,
 ) -> Result<BatchIter> {
     let r = reader(path, Some(columns), batch_rows, Some(vec![group]))?;
-    let path = path.to_path_buf();
-    Ok(Box::new(r.map(move |b| {
-        b.map_err(|e| AnalysisError::records(&path, e))
-    })))
+    Ok(naming_errors(r, path))
 }
 
 /// How many row groups `path` has.

@@ -4,7 +4,7 @@
 use crate::error::Result;
 use crate::records::Records;
 use crate::scan::{fold_choices, Needs};
-use crate::stats::{add_grid, grid, layer_column, layer_expert_columns, Positions};
+use crate::stats::{add_grid, add_into, grid, layer_column, layer_expert_columns, Positions};
 use crate::table::{Column, Table};
 
 /// The three tables of `freq`.
@@ -33,14 +33,8 @@ impl Counts {
     fn merge(&mut self, other: Counts) {
         add_grid(&mut self.count, &other.count);
         add_grid(&mut self.pairs, &other.pairs);
-        for (a, b) in self.weight.iter_mut().zip(&other.weight) {
-            for (x, y) in a.iter_mut().zip(b) {
-                *x += y;
-            }
-        }
-        for (x, y) in self.tokens.iter_mut().zip(&other.tokens) {
-            *x += y;
-        }
+        add_grid(&mut self.weight, &other.weight);
+        add_into(&mut self.tokens, &other.tokens);
     }
 }
 

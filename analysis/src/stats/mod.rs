@@ -48,12 +48,17 @@ impl std::str::FromStr for Positions {
     }
 }
 
-/// Adds `b` into `a`, cell by cell (merging per-worker counts).
-pub(crate) fn add_grid(a: &mut [Vec<u64>], b: &[Vec<u64>]) {
+/// Adds `b` into `a`, element by element (merging per-worker counts).
+pub(crate) fn add_into<T: std::ops::AddAssign + Copy>(a: &mut [T], b: &[T]) {
+    for (x, &y) in a.iter_mut().zip(b) {
+        *x += y;
+    }
+}
+
+/// [`add_into`] for `[layer][expert]` grids.
+pub(crate) fn add_grid<T: std::ops::AddAssign + Copy>(a: &mut [Vec<T>], b: &[Vec<T>]) {
     for (ra, rb) in a.iter_mut().zip(b) {
-        for (x, y) in ra.iter_mut().zip(rb) {
-            *x += y;
-        }
+        add_into(ra, rb);
     }
 }
 

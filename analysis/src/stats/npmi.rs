@@ -6,7 +6,7 @@ use std::collections::HashSet;
 use crate::error::{AnalysisError, Result};
 use crate::records::Records;
 use crate::scan::{fold_choices, scan_choices, Choice, Needs};
-use crate::stats::{add_grid, grid, layer_expert_columns, Positions};
+use crate::stats::{add_grid, add_into, grid, layer_expert_columns, Positions};
 use crate::table::{Column, Table};
 
 /// The event x on a token position.
@@ -53,12 +53,8 @@ impl NpmiCounts {
     }
 
     fn merge(&mut self, other: NpmiCounts) {
-        for (a, b) in self.n.iter_mut().zip(&other.n) {
-            *a += b;
-        }
-        for (a, b) in self.nx.iter_mut().zip(&other.nx) {
-            *a += b;
-        }
+        add_into(&mut self.n, &other.n);
+        add_into(&mut self.nx, &other.nx);
         add_grid(&mut self.ny, &other.ny);
         add_grid(&mut self.nxy, &other.nxy);
     }
