@@ -98,9 +98,9 @@ fn record_writes_every_column_and_analyze_reads_it() {
         let maxabs = b.f32s("out_maxabs")?;
         let seq = b.u32s("seq_index")?;
         let pos = b.u32s("position")?;
-        let text = b.strings("token_text")?;
-        let ids = b.strings("seq_id")?;
-        assert_eq!(b.strings("run_id")?.value(0), "t1");
+        let text = b.texts("token_text")?;
+        let ids = b.texts("seq_id")?;
+        assert_eq!(b.texts("run_id")?.value(0), "t1");
         for i in 0..b.len() {
             assert!(u32::from(experts[i]) < e);
             assert!((ranks[i] as usize) < k);

@@ -5,9 +5,13 @@
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{sync_channel, Receiver};
+use std::sync::Arc;
 
 use arrow_array::RecordBatch;
-use parquet::arrow::arrow_reader::{ParquetRecordBatchReader, ParquetRecordBatchReaderBuilder};
+use arrow_schema::{DataType, Field, Schema, SchemaRef};
+use parquet::arrow::arrow_reader::{
+    ArrowReaderOptions, ParquetRecordBatchReader, ParquetRecordBatchReaderBuilder,
+};
 use parquet::arrow::ProjectionMask;
 
 use crate::error::{AnalysisError, Result};
@@ -33,7 +37,18 @@ fn reader(
     let err = |e: parquet::errors::ParquetError| {
         AnalysisError::records(path, format!("not a readable Parquet file: {e}"))
     };
-    let mut builder = ParquetRecordBatchReaderBuilder::try_new(file).map_err(err)?;
+    let mut builder = ParquetRecordBatchReaderBuilder::try_new(file.try_clone().map_err(|e| {
+        AnalysisError::Io {
+            path: path.to_path_buf(),
+            source: e,
+        }
+    })?)
+    .map_err(err)?;
+    if let Some(schema) = dictionary_hint(builder.schema()) {
+        let options = ArrowReaderOptions::new().with_schema(schema);
+        builder =
+            ParquetRecordBatchReaderBuilder::try_new_with_options(file, options).map_err(err)?;
+    }
     if let Some(columns) = columns {
         let schema = builder.parquet_schema();
         let mut indices = Vec::new();
@@ -55,6 +70,38 @@ fn reader(
         builder = builder.with_row_groups(groups);
     }
     builder.with_batch_size(batch_rows).build().map_err(err)
+}
+
+/// String columns with few distinct values, read as dictionaries: each distinct value is
+/// decoded once instead of copied into every row (a fifth of a token-text scan otherwise).
+const DICTIONARY_COLUMNS: [&str; 1] = ["token_text"];
+
+/// The file's schema with its [`DICTIONARY_COLUMNS`] read as dictionaries, if it has any.
+fn dictionary_hint(schema: &SchemaRef) -> Option<SchemaRef> {
+    let wanted = |f: &Field| {
+        DICTIONARY_COLUMNS.contains(&f.name().as_str()) && f.data_type() == &DataType::Utf8
+    };
+    if !schema.fields().iter().any(|f| wanted(f)) {
+        return None;
+    }
+    let fields: Vec<Field> = schema
+        .fields()
+        .iter()
+        .map(|f| {
+            let f = f.as_ref().clone();
+            if wanted(&f) {
+                let dict =
+                    DataType::Dictionary(Box::new(DataType::Int32), Box::new(DataType::Utf8));
+                f.with_data_type(dict)
+            } else {
+                f
+            }
+        })
+        .collect();
+    Some(Arc::new(Schema::new_with_metadata(
+        fields,
+        schema.metadata().clone(),
+    )))
 }
 
 /// Every batch of `path` (only `columns` when given), decoded on the calling thread.

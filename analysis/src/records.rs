@@ -16,8 +16,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use arrow_array::{
-    Array, ArrayRef, BooleanArray, Float32Array, Int64Array, RecordBatch, StringArray, UInt16Array,
-    UInt32Array, UInt8Array,
+    Array, ArrayRef, BooleanArray, Float32Array, Int32DictionaryArray, Int64Array, RecordBatch,
+    StringArray, UInt16Array, UInt32Array, UInt8Array,
 };
 use arrow_schema::{DataType, Field, Schema, SchemaRef};
 use parquet::arrow::ArrowWriter;
@@ -551,14 +551,56 @@ impl RoutingBatch {
         Ok(self.column::<Float32Array>(name)?.values())
     }
 
-    /// A string column (`token_text`, `seq_id`).
-    pub fn strings(&self, name: &str) -> Result<&StringArray> {
-        self.column::<StringArray>(name)
+    /// A string column (`token_text`, `seq_id`), plain or read as a dictionary.
+    pub fn texts(&self, name: &str) -> Result<Texts<'_>> {
+        if let Ok(plain) = self.column::<StringArray>(name) {
+            return Ok(Texts::Plain(plain));
+        }
+        let dict = self.column::<Int32DictionaryArray>(name)?;
+        let values = dict
+            .values()
+            .as_any()
+            .downcast_ref::<StringArray>()
+            .ok_or_else(|| {
+                AnalysisError::records(
+                    &self.path,
+                    format!("column `{name}` is a dictionary of non-strings"),
+                )
+            })?;
+        Ok(Texts::Dictionary {
+            keys: dict.keys().values(),
+            values,
+        })
     }
 
     /// The `is_generated` column.
     pub fn generated(&self) -> Result<&BooleanArray> {
         self.column::<BooleanArray>("is_generated")
+    }
+}
+
+/// A string column of a batch: plain, or dictionary-encoded (each distinct value decoded once,
+/// rows holding keys into them).
+#[derive(Debug, Clone, Copy)]
+pub enum Texts<'a> {
+    /// One string per row.
+    Plain(&'a StringArray),
+    /// Per row a key into `values`.
+    Dictionary {
+        /// The rows' keys.
+        keys: &'a [i32],
+        /// The distinct values.
+        values: &'a StringArray,
+    },
+}
+
+impl<'a> Texts<'a> {
+    /// The string of row `i`.
+    pub fn value(&self, i: usize) -> &'a str {
+        match *self {
+            Texts::Plain(a) => a.value(i),
+            Texts::Dictionary { keys, values } => values.value(keys[i] as usize),
+        }
     }
 }
 

@@ -5,9 +5,11 @@
 
 use std::path::PathBuf;
 
+use arrow_array::BooleanArray;
+
 use crate::error::{AnalysisError, Result};
 use crate::read::{read_row_group, row_group_count};
-use crate::records::{Records, RoutingBatch};
+use crate::records::{Records, RoutingBatch, Texts};
 
 /// Rows read per Parquet batch.
 const BATCH_ROWS: usize = 1 << 16;
@@ -15,9 +17,9 @@ const BATCH_ROWS: usize = 1 << 16;
 /// What one token chose at one layer.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Choice<'a> {
-    /// Ordinal of the sequence.
+    /// Ordinal of the sequence (0 unless asked for).
     pub seq_index: u32,
-    /// Position in the sequence.
+    /// Position in the sequence (0 unless asked for).
     pub position: u32,
     /// Index of the layer among the run's MoE layers (0-based, dense).
     pub layer_slot: usize,
@@ -33,19 +35,70 @@ pub struct Choice<'a> {
     pub out_maxabs: &'a [f32],
 }
 
-/// Optional columns a statistic needs besides ids, layer, expert and weight.
+/// Optional columns a statistic needs besides layer, rank, expert, weight and is_generated.
+/// Each one left out is a column the scan does not decode.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Needs {
+    /// `seq_index` and `position`: which sequence and position each choice belongs to.
+    pub sequence: bool,
     /// `token_text`.
     pub token_text: bool,
     /// `out_maxabs`.
     pub out_maxabs: bool,
 }
 
-/// The rows of one (sequence, position, layer) key gathered so far.
+/// The columns of one batch that a scan reads.
+struct Columns<'b> {
+    rank: &'b [u8],
+    layer: &'b [u16],
+    expert: &'b [u16],
+    weight: &'b [f32],
+    generated: &'b BooleanArray,
+    sequence: Option<(&'b [u32], &'b [u32])>,
+    text: Option<Texts<'b>>,
+    maxabs: Option<&'b [f32]>,
+}
+
+impl<'b> Columns<'b> {
+    fn of(b: &'b RoutingBatch, needs: Needs) -> Result<Self> {
+        Ok(Self {
+            rank: b.ranks()?,
+            layer: b.u16s("layer")?,
+            expert: b.u16s("expert")?,
+            weight: b.f32s("weight")?,
+            generated: b.generated()?,
+            sequence: if needs.sequence {
+                Some((b.u32s("seq_index")?, b.u32s("position")?))
+            } else {
+                None
+            },
+            text: if needs.token_text {
+                Some(b.texts("token_text")?)
+            } else {
+                None
+            },
+            maxabs: if needs.out_maxabs {
+                Some(b.f32s("out_maxabs")?)
+            } else {
+                None
+            },
+        })
+    }
+}
+
+/// The rows of one token at one layer gathered across batches. A token's rows are
+/// consecutive with ranks 0, 1, …, so a row of rank 0 starts the next one.
 #[derive(Default, Clone)]
 struct Pending {
-    key: Option<(u32, u32, u16)>,
+    /// The layer, once a row has been read.
+    layer: Option<u16>,
+    /// Whether the first row read had a rank above 0: the token began before this scan (in
+    /// an earlier row group).
+    continues: bool,
+    /// Rank of the first row read.
+    first_rank: u8,
+    seq_index: u32,
+    position: u32,
     generated: bool,
     text: String,
     experts: Vec<u16>,
@@ -54,15 +107,54 @@ struct Pending {
 }
 
 impl Pending {
-    /// Adds the rows of the same key read from the next row group.
-    fn append(&mut self, more: Pending) {
+    /// Starts a token (or the rest of one) at row `i`.
+    fn start(&mut self, c: &Columns<'_>, i: usize) {
+        self.layer = Some(c.layer[i]);
+        self.continues = c.rank[i] != 0;
+        self.first_rank = c.rank[i];
+        if let Some((seq, pos)) = c.sequence {
+            (self.seq_index, self.position) = (seq[i], pos[i]);
+        }
+        self.generated = c.generated.value(i);
+        self.text.clear();
+        if let Some(t) = c.text {
+            self.text.push_str(t.value(i));
+        }
+        self.experts.clear();
+        self.weights.clear();
+        self.maxabs.clear();
+    }
+
+    /// Whether row `i` is this token's next row.
+    fn is_next(&self, c: &Columns<'_>, i: usize) -> bool {
+        self.layer == Some(c.layer[i])
+            && usize::from(c.rank[i]) == usize::from(self.first_rank) + self.experts.len()
+    }
+
+    fn push(&mut self, c: &Columns<'_>, i: usize) {
+        self.experts.push(c.expert[i]);
+        self.weights.push(c.weight[i]);
+        if let Some(m) = c.maxabs {
+            self.maxabs.push(m[i]);
+        }
+    }
+
+    /// Adds the rows of the same token read from the next row group; false when `more` does
+    /// not continue this token.
+    fn append(&mut self, more: Pending) -> bool {
+        if more.layer != self.layer
+            || usize::from(more.first_rank) != self.experts.len() + usize::from(self.first_rank)
+        {
+            return false;
+        }
         self.experts.extend(more.experts);
         self.weights.extend(more.weights);
         self.maxabs.extend(more.maxabs);
+        true
     }
 }
 
-/// Turns batches of long rows into choices, checking layers and experts against the run.
+/// Turns batches of long rows into choices, checking layers, ranks and experts against the run.
 struct Regrouper<'r> {
     records: &'r Records,
     needs: Needs,
@@ -87,14 +179,10 @@ impl<'r> Regrouper<'r> {
     }
 
     fn columns(&self) -> Vec<&'static str> {
-        let mut columns = vec![
-            "seq_index",
-            "position",
-            "is_generated",
-            "layer",
-            "expert",
-            "weight",
-        ];
+        let mut columns = vec!["is_generated", "layer", "rank", "expert", "weight"];
+        if self.needs.sequence {
+            columns.extend(["seq_index", "position"]);
+        }
         if self.needs.token_text {
             columns.push("token_text");
         }
@@ -104,91 +192,160 @@ impl<'r> Regrouper<'r> {
         columns
     }
 
-    /// The choice a complete key makes.
-    fn choice<'a>(&self, p: &'a Pending) -> Result<Option<Choice<'a>>> {
-        let Some((seq_index, position, layer)) = p.key else {
-            return Ok(None);
-        };
-        let layer_slot = self
-            .slot_of
-            .get(layer as usize)
-            .copied()
-            .unwrap_or(usize::MAX);
-        if layer_slot == usize::MAX {
-            return Err(AnalysisError::records(
+    /// The dense index of an MoE layer.
+    fn slot(&self, layer: u16) -> Result<usize> {
+        match self.slot_of.get(usize::from(layer)).copied() {
+            Some(s) if s != usize::MAX => Ok(s),
+            _ => Err(AnalysisError::records(
                 &self.path,
                 format!(
                     "layer {layer} is not an MoE layer of this run (run.parquet lists {:?})",
                     self.records.run.moe_layers
                 ),
-            ));
+            )),
         }
-        Ok(Some(Choice {
-            seq_index,
-            position,
-            layer_slot,
+    }
+
+    /// Checks every expert id of a batch against the run (one vectorisable pass).
+    fn check_experts(&self, c: &Columns<'_>) -> Result<()> {
+        let num_experts = self.records.run.num_experts;
+        let max = c.expert.iter().copied().max().unwrap_or(0);
+        if u32::from(max) < num_experts {
+            return Ok(());
+        }
+        let i = c.expert.iter().position(|&x| x == max).unwrap_or(0);
+        Err(AnalysisError::records(
+            &self.path,
+            format!(
+                "expert {max} at layer {} is out of range: the run has {num_experts} experts",
+                c.layer[i]
+            ),
+        ))
+    }
+
+    /// The choice a complete pending token makes.
+    fn choice<'a>(&self, p: &'a Pending) -> Result<Choice<'a>> {
+        let layer = p.layer.unwrap_or_default();
+        if p.continues {
+            return Err(self.out_of_order(format!(
+                "a token's rows at layer {layer} begin at rank {} instead of 0",
+                p.first_rank
+            )));
+        }
+        Ok(Choice {
+            seq_index: p.seq_index,
+            position: p.position,
+            layer_slot: self.slot(layer)?,
             is_generated: p.generated,
             token_text: &p.text,
             experts: &p.experts,
             weights: &p.weights,
             out_maxabs: &p.maxabs,
-        }))
+        })
     }
 
-    /// Adds a batch's rows to `p`, handing each key that the batch completes to `done`.
+    /// The end of the token whose rank-0 row is `i`: the next rank-0 row, or the batch's end.
+    /// Checks that the rows between have ranks 1, 2, … and the same layer.
+    fn token_end(&self, c: &Columns<'_>, i: usize) -> Result<usize> {
+        let layer = c.layer[i];
+        let mut j = i + 1;
+        while j < c.rank.len() && c.rank[j] != 0 {
+            if usize::from(c.rank[j]) != j - i || c.layer[j] != layer {
+                return Err(self.out_of_order(format!(
+                    "row of rank {} at layer {} inside a token of layer {layer}",
+                    c.rank[j], c.layer[j]
+                )));
+            }
+            j += 1;
+        }
+        Ok(j)
+    }
+
+    /// The choice of the whole token in rows `i..j` of a batch (checked by
+    /// [`Regrouper::token_end`]), read in place.
+    fn choice_in<'b>(&self, c: &Columns<'b>, i: usize, j: usize) -> Result<Choice<'b>> {
+        let (seq_index, position) = c.sequence.map_or((0, 0), |(s, p)| (s[i], p[i]));
+        Ok(Choice {
+            seq_index,
+            position,
+            layer_slot: self.slot(c.layer[i])?,
+            is_generated: c.generated.value(i),
+            token_text: c.text.map_or("", |t| t.value(i)),
+            experts: &c.expert[i..j],
+            weights: &c.weight[i..j],
+            out_maxabs: c.maxabs.map_or(&[], |m| &m[i..j]),
+        })
+    }
+
+    /// The error for rows that do not form whole tokens in rank order.
+    fn out_of_order(&self, what: String) -> AnalysisError {
+        AnalysisError::records(
+            &self.path,
+            format!("{what}: the rows of each token and layer must be consecutive, ranks 0, 1, …"),
+        )
+    }
+
+    /// Hands `p`, if it holds rows, on: to `done` when it is a whole token, to `lead` when it
+    /// continues a token begun before the scan. Leaves `p` empty.
+    fn finish(
+        &self,
+        p: &mut Pending,
+        lead: &mut Option<Pending>,
+        done: &mut impl FnMut(&Choice<'_>) -> Result<()>,
+    ) -> Result<()> {
+        if p.layer.is_none() {
+            return Ok(());
+        }
+        if p.continues && lead.is_none() {
+            *lead = Some(std::mem::take(p));
+            return Ok(());
+        }
+        done(&self.choice(p)?)?;
+        p.layer = None;
+        Ok(())
+    }
+
+    /// Reads a batch: each token it completes goes to `done` (read in place when the whole
+    /// token lies in the batch); a token still open at its end stays in `p`; rows before the
+    /// scan's first rank-0 row go to `lead`.
     fn push_batch(
         &self,
         b: &RoutingBatch,
         p: &mut Pending,
-        mut done: impl FnMut(&Pending) -> Result<()>,
+        lead: &mut Option<Pending>,
+        mut done: impl FnMut(&Choice<'_>) -> Result<()>,
     ) -> Result<()> {
-        let num_experts = self.records.run.num_experts as u16;
-        let seq = b.u32s("seq_index")?;
-        let pos = b.u32s("position")?;
-        let layer = b.u16s("layer")?;
-        let expert = b.u16s("expert")?;
-        let weight = b.f32s("weight")?;
-        let generated = b.generated()?;
-        let text = if self.needs.token_text {
-            Some(b.strings("token_text")?)
-        } else {
-            None
-        };
-        let maxabs = if self.needs.out_maxabs {
-            Some(b.f32s("out_maxabs")?)
-        } else {
-            None
-        };
-        for i in 0..b.len() {
-            let key = (seq[i], pos[i], layer[i]);
-            if p.key != Some(key) {
-                if p.key.is_some() {
-                    done(p)?;
+        let c = Columns::of(b, self.needs)?;
+        self.check_experts(&c)?;
+        let n = b.len();
+        let mut i = 0;
+        while i < n {
+            if c.rank[i] != 0 {
+                if p.layer.is_none() {
+                    p.start(&c, i);
+                } else if !p.is_next(&c, i) {
+                    return Err(self.out_of_order(format!(
+                        "row of rank {} at layer {} follows {} rows of layer {:?}",
+                        c.rank[i],
+                        c.layer[i],
+                        p.experts.len(),
+                        p.layer
+                    )));
                 }
-                p.key = Some(key);
-                p.generated = generated.value(i);
-                p.experts.clear();
-                p.weights.clear();
-                p.maxabs.clear();
-                p.text.clear();
-                if let Some(t) = text {
-                    p.text.push_str(t.value(i));
-                }
+                p.push(&c, i);
+                i += 1;
+                continue;
             }
-            if expert[i] >= num_experts {
-                return Err(AnalysisError::records(
-                    &self.path,
-                    format!(
-                        "expert {} at layer {} is out of range: the run has {num_experts} experts",
-                        expert[i], layer[i]
-                    ),
-                ));
+            self.finish(p, lead, &mut done)?;
+            let j = self.token_end(&c, i)?;
+            if j < n {
+                done(&self.choice_in(&c, i, j)?)?;
+            } else {
+                // The token may go on in the next batch.
+                p.start(&c, i);
+                (i..j).for_each(|m| p.push(&c, m));
             }
-            p.experts.push(expert[i]);
-            p.weights.push(weight[i]);
-            if let Some(m) = maxabs {
-                p.maxabs.push(m[i]);
-            }
+            i = j;
         }
         Ok(())
     }
@@ -203,20 +360,24 @@ pub fn scan_choices(
 ) -> Result<()> {
     let r = Regrouper::new(records, needs);
     let mut p = Pending::default();
+    let mut lead = None;
     records.scan(&r.columns(), BATCH_ROWS, |b| {
-        r.push_batch(b, &mut p, |q| match r.choice(q)? {
-            Some(c) => f(&c),
-            None => Ok(()),
-        })
+        r.push_batch(b, &mut p, &mut lead, &mut f)
     })?;
-    match r.choice(&p)? {
-        Some(c) => f(&c),
-        None => Ok(()),
+    if let Some(l) = lead {
+        return Err(r.out_of_order(format!(
+            "the file begins with a row of rank {} at layer {:?}",
+            l.first_rank, l.layer
+        )));
     }
+    if p.layer.is_some() {
+        f(&r.choice(&p)?)?;
+    }
+    Ok(())
 }
 
 /// Folds every choice into a state, in no particular order: each worker folds whole row
-/// groups into its own `init()` state, the keys cut by row-group boundaries are joined and
+/// groups into its own `init()` state, the tokens cut by row-group boundaries are joined and
 /// folded at the end, and the states are combined with `merge`. For statistics whose fold
 /// does not depend on order (counts, sums); the result equals a [`scan_choices`] fold.
 pub fn fold_choices<S: Send>(
@@ -240,8 +401,8 @@ pub fn fold_choices<S: Send>(
         return Ok(s);
     }
     let columns = r.columns();
-    // Per worker: its state, and per row group its first and last keys, which may continue
-    // in the neighbouring groups.
+    // Per worker: its state, and per row group the rows that may belong to tokens of the
+    // neighbouring groups: the rows before its first rank-0 row, and its last token.
     type Edges = Vec<(usize, Vec<Pending>)>;
     let results: Vec<Result<(S, Edges)>> = std::thread::scope(|scope| {
         let handles: Vec<_> = (0..workers)
@@ -252,20 +413,16 @@ pub fn fold_choices<S: Send>(
                     let mut edges = Vec::new();
                     for g in (w..groups).step_by(workers) {
                         let mut p = Pending::default();
-                        let mut first: Option<Pending> = None;
+                        let mut lead = None;
                         for batch in read_row_group(&r.path, columns, BATCH_ROWS, g)? {
                             let b = RoutingBatch::new(batch?, r.path.clone());
-                            r.push_batch(&b, &mut p, |q| {
-                                if first.is_none() {
-                                    first = Some(q.clone());
-                                } else if let Some(c) = r.choice(q)? {
-                                    fold(&mut s, &c);
-                                }
+                            r.push_batch(&b, &mut p, &mut lead, |c| {
+                                fold(&mut s, c);
                                 Ok(())
                             })?;
                         }
-                        let mut frags: Vec<Pending> = first.into_iter().collect();
-                        if p.key.is_some() {
+                        let mut frags: Vec<Pending> = lead.into_iter().collect();
+                        if p.layer.is_some() {
                             frags.push(p);
                         }
                         edges.push((g, frags));
@@ -296,21 +453,25 @@ pub fn fold_choices<S: Send>(
     edges.sort_by_key(|e| e.0);
     let mut current: Option<Pending> = None;
     for frag in edges.into_iter().flat_map(|e| e.1) {
-        match &mut current {
-            Some(c) if c.key == frag.key => c.append(frag),
-            _ => {
-                if let Some(c) = current.replace(frag) {
-                    if let Some(choice) = r.choice(&c)? {
-                        fold(&mut total, &choice);
-                    }
-                }
+        if frag.continues {
+            let joined = match current.as_mut() {
+                Some(c) => c.append(frag),
+                None => false,
+            };
+            if !joined {
+                return Err(r.out_of_order(
+                    "a row group begins inside a token that the previous group does not end with"
+                        .into(),
+                ));
             }
+            continue;
+        }
+        if let Some(c) = current.replace(frag) {
+            fold(&mut total, &r.choice(&c)?);
         }
     }
     if let Some(c) = current {
-        if let Some(choice) = r.choice(&c)? {
-            fold(&mut total, &choice);
-        }
+        fold(&mut total, &r.choice(&c)?);
     }
     Ok(total)
 }
@@ -348,6 +509,7 @@ mod tests {
         let path = records.routing_path();
         let needs = Needs {
             token_text: true,
+            sequence: true,
             out_maxabs: false,
         };
         let mut sequential = Vec::new();
@@ -388,5 +550,49 @@ mod tests {
         sequential.sort();
         assert_eq!(sequential.len(), 8);
         assert_eq!(parallel, sequential);
+
+        // Without the sequence columns the same choices come out, their places zeroed.
+        let no_sequence = Needs {
+            sequence: false,
+            ..needs
+        };
+        let mut unplaced = fold_choices(
+            &records,
+            no_sequence,
+            Vec::new,
+            |v: &mut Vec<Row>, c| v.push(row(c)),
+            |a, b| a.extend(b),
+        )
+        .unwrap();
+        unplaced.sort();
+        let mut expected: Vec<Row> = sequential
+            .iter()
+            .map(|r| (0, 0, r.2, r.3, r.4.clone(), r.5.clone(), r.6.clone()))
+            .collect();
+        expected.sort();
+        assert_eq!(unplaced, expected);
+    }
+
+    #[test]
+    fn rows_that_do_not_start_at_rank_zero_are_an_error_naming_the_file() {
+        let (_dir, records) = tiny_records();
+        let path = records.routing_path();
+        let batch = read_batches(&path, None, 1024)
+            .unwrap()
+            .next()
+            .unwrap()
+            .unwrap();
+        // Drop the first row: the file now begins with a token's rank-1 row.
+        let cut = batch.slice(1, batch.num_rows() - 1);
+        let mut w = ArrowWriter::try_new(File::create(&path).unwrap(), cut.schema(), None).unwrap();
+        w.write(&cut).unwrap();
+        w.close().unwrap();
+        let err = scan_choices(&records, Needs::default(), |_| Ok(()))
+            .expect_err("a scan of a file cut inside a token fails");
+        let msg = err.to_string();
+        assert!(
+            msg.contains("routing.parquet") && msg.contains("rank"),
+            "{msg}"
+        );
     }
 }

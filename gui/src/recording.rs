@@ -42,6 +42,7 @@ pub fn sequence_view(records: &Records, seq_index: u32) -> Result<RunView> {
     let k = view.top_k;
     let needs = Needs {
         token_text: true,
+        sequence: true,
         out_maxabs: false,
     };
     scan_choices(records, needs, |c| {
@@ -100,7 +101,7 @@ pub fn top_tokens(
     let mut counts: HashMap<String, u64> = HashMap::new();
     let needs = Needs {
         token_text: true,
-        out_maxabs: false,
+        ..Needs::default()
     };
     scan_choices(records, needs, |c| {
         if c.layer_slot == slot && c.experts.iter().any(|&e| usize::from(e) == expert) {

@@ -28,7 +28,11 @@ pub fn consistency(records: &Records, segment: usize, cache: usize) -> Result<Ta
     let mut srp = vec![0f64; layers];
     let mut sch = vec![0f64; layers];
     let mut sorted = vec![0u32; e];
-    scan_choices(records, Needs::default(), |c| {
+    let needs = Needs {
+        sequence: true,
+        ..Needs::default()
+    };
+    scan_choices(records, needs, |c| {
         let l = c.layer_slot;
         if seq_of[l] != c.seq_index {
             seq_of[l] = c.seq_index;

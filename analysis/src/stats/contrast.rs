@@ -31,7 +31,11 @@ pub fn set_comparison(
     let layers = records.run.moe_layers.len();
     let mut n = [vec![0u64; layers], vec![0u64; layers]];
     let mut a = [grid(records, 0u64), grid(records, 0u64)];
-    scan_choices(records, Needs::default(), |c| {
+    let needs = Needs {
+        sequence: true,
+        ..Needs::default()
+    };
+    scan_choices(records, needs, |c| {
         if !positions.admits(c.is_generated) {
             return Ok(());
         }
