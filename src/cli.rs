@@ -273,6 +273,9 @@ pub struct ModelArgs {
     /// Device to run on (`cpu`; `cuda:N` in builds with the cuda feature).
     #[arg(long, default_value = "cpu")]
     pub device: String,
+    /// Compute dtype: `f32`, `bf16`, `f16`, or `auto` (f32 on cpu, bf16 on cuda).
+    #[arg(long, default_value = "auto")]
+    pub dtype: String,
 }
 
 /// `moescope gui`.

@@ -7,7 +7,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
-use candle_core::Device;
+use candle_core::{DType, Device};
 use indicatif::{ProgressBar, ProgressStyle};
 use moescope_engine::config::QkNorm;
 use moescope_engine::{
@@ -36,7 +36,11 @@ pub fn run(cli: Cli) -> Result<()> {
 
 /// Opens the desktop app on the chosen checkpoint (loaded on the app's worker thread).
 fn gui(args: &GuiArgs) -> Result<()> {
-    device(&args.model.device)?;
+    if !device(&args.model.device)?.is_cpu()
+        || dtype(&args.model.dtype, &Device::Cpu)? != DType::F32
+    {
+        bail!("the desktop app runs its model on the cpu in f32; leave out --device and --dtype");
+    }
     let dir = model_dir(&args.model)?;
     let start = moescope_gui::StartOptions {
         prompt: args.prompt.clone(),
@@ -65,15 +69,52 @@ fn model_dir(args: &ModelArgs) -> Result<PathBuf> {
     Ok(dir)
 }
 
-/// Parses `--device`.
+/// Parses `--device`: `cpu`, or `cuda:N` (`cuda` = `cuda:0`) in builds with the cuda feature.
 pub fn device(name: &str) -> Result<Device> {
-    match name {
-        "cpu" => Ok(Device::Cpu),
-        other if other.starts_with("cuda") => bail!(
-            "--device {other}: this build has no CUDA support (it runs on cpu); rebuild with the cuda feature"
-        ),
-        other => bail!("--device {other}: unknown device; use cpu"),
-    }
+    let Some(ordinal) = name.strip_prefix("cuda") else {
+        return match name {
+            "cpu" => Ok(Device::Cpu),
+            other => bail!("--device {other}: unknown device; use cpu or cuda:N"),
+        };
+    };
+    let ordinal = match ordinal.strip_prefix(':') {
+        None if ordinal.is_empty() => 0,
+        Some(n) => n.parse::<usize>().map_err(|_| {
+            anyhow::anyhow!("--device {name}: the GPU number after `cuda:` must be 0, 1, …")
+        })?,
+        None => bail!("--device {name}: unknown device; use cpu or cuda:N"),
+    };
+    cuda_device(name, ordinal)
+}
+
+#[cfg(feature = "cuda")]
+fn cuda_device(name: &str, ordinal: usize) -> Result<Device> {
+    // candle's error carries a backtrace in its text; its first line says what failed.
+    Device::new_cuda(ordinal).map_err(|e| {
+        let cause = e.to_string();
+        anyhow::anyhow!(
+            "--device {name}: cannot open GPU {ordinal}: {}; check that the NVIDIA driver is loaded and `nvidia-smi` lists the GPU",
+            cause.lines().next().unwrap_or_default()
+        )
+    })
+}
+
+#[cfg(not(feature = "cuda"))]
+fn cuda_device(name: &str, _ordinal: usize) -> Result<Device> {
+    bail!(
+        "--device {name}: this build has no CUDA support (it runs on cpu); build with `--features cuda` (tests/gpu/build-cuda.sh)"
+    )
+}
+
+/// Parses `--dtype` for a model on `device`.
+pub fn dtype(name: &str, device: &Device) -> Result<DType> {
+    Ok(match name {
+        "auto" if device.is_cpu() => DType::F32,
+        "auto" | "bf16" => DType::BF16,
+        "f32" => DType::F32,
+        "f16" => DType::F16,
+        other => bail!("--dtype {other}: unknown dtype; use auto, f32, bf16 or f16"),
+    })
 }
 
 /// A flag that Ctrl-C sets, so long commands can stop after the current step and leave
@@ -93,10 +134,11 @@ pub fn interrupt_flag() -> Arc<AtomicBool> {
 pub fn load(args: &ModelArgs) -> Result<Checkpoint> {
     let dir = model_dir(args)?;
     let device = device(&args.device)?;
+    let dtype = dtype(&args.dtype, &device)?;
     let spinner = ProgressBar::new_spinner().with_message(format!("loading {}", dir.display()));
     spinner.set_style(ProgressStyle::with_template("{spinner} {msg} ({elapsed})")?);
     spinner.enable_steady_tick(Duration::from_millis(120));
-    let ck = Checkpoint::open(&dir, &device);
+    let ck = Checkpoint::open_as(&dir, &device, dtype);
     spinner.finish_and_clear();
     ck.with_context(|| format!("cannot load the checkpoint in {}", dir.display()))
 }
@@ -175,14 +217,20 @@ fn info(args: &ModelArgs) -> Result<()> {
         (
             "dtype",
             format!(
-                "stored {} (config says {}); computed in f32",
+                "stored {} (config says {}); computed in {} on {}",
                 ck.dtypes
                     .0
                     .iter()
                     .map(|(d, n)| format!("{d}: {n}"))
                     .collect::<Vec<_>>()
                     .join(", "),
-                c.declared_dtype.as_deref().unwrap_or("nothing")
+                c.declared_dtype.as_deref().unwrap_or("nothing"),
+                format!("{:?}", ck.model.dtype()).to_lowercase(),
+                if ck.model.device().is_cpu() {
+                    "cpu"
+                } else {
+                    "cuda"
+                },
             ),
         ),
         (

@@ -194,4 +194,31 @@ fn bad_arguments_fail_with_a_message() {
     let (ok, _, err) = moescope(&["generate", "--prompt", "x", "--device", "cuda:0"]);
     assert!(!ok);
     assert!(err.contains("no CUDA support"), "{err}");
+    for (flag, value, says) in [
+        ("--device", "gpu", "use cpu or cuda:N"),
+        ("--device", "cuda:x", "GPU number"),
+        ("--dtype", "fp8", "use auto, f32, bf16 or f16"),
+    ] {
+        let (ok, _, err) = moescope(&["info", flag, value]);
+        assert!(!ok, "{flag} {value}");
+        assert!(err.contains(says), "{flag} {value}: {err}");
+    }
+}
+
+#[test]
+fn bf16_compute_is_chosen_with_dtype_and_reported() {
+    let (ok, out, err) = moescope(&["info", "--dtype", "bf16"]);
+    assert!(ok, "{err}");
+    assert!(out.contains("computed in bf16 on cpu"), "{out}");
+    let (ok, out, err) = moescope(&[
+        "generate",
+        "--prompt",
+        "1 + 1 =",
+        "--max-tokens",
+        "3",
+        "--dtype",
+        "bf16",
+    ]);
+    assert!(ok, "{err}");
+    assert!(!out.trim().is_empty());
 }

@@ -9,12 +9,12 @@
 //! - 10 greedy tokens: identical.
 //!
 //! Each fixture is checked for one sequence, a left-padded batch of two (padding positions are
-//! not compared), and with one expert masked at one layer.
+//! not compared), and with one expert masked at one layer. `MOESCOPE_TEST_DEVICE=cuda:0` runs
+//! the same checks on a GPU (cuda builds). Reduced precision is checked in `parity_bf16.rs`.
 
 mod common;
 
-use candle_core::Device;
-use common::{fixture, meta, Golden, FIXTURES};
+use common::{fixture_model, meta, test_device, Golden, FIXTURES};
 use moescope_engine::{
     generate, Capture, CaptureData, Checkpoint, ForwardOptions, GenerateOptions, KvCache,
     LogitsFor, MoeHook, Phase, Recorder, RoutingPolicy,
@@ -23,14 +23,9 @@ use moescope_engine::{
 const LOGIT_RTOL: f32 = 1e-4;
 const WEIGHT_ATOL: f32 = 1e-5;
 
-/// The checkpoint of a fixture: its own folder, or the folder its meta.json names (the
-/// default model's golden outputs sit beside the other fixtures, its weights in assets/).
+/// The checkpoint of a fixture, in f32 on the test device.
 fn open(name: &str) -> Checkpoint {
-    let dir = match meta(name)["model_dir"].as_str() {
-        Some(rel) => std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(rel),
-        None => fixture(name),
-    };
-    Checkpoint::open(&dir, &Device::Cpu).unwrap_or_else(|e| panic!("{name}: {e}"))
+    Checkpoint::open(&fixture_model(name), &test_device()).unwrap_or_else(|e| panic!("{name}: {e}"))
 }
 
 fn assert_close_rel(what: &str, ours: &[f32], golden: &[f32]) {

@@ -6,7 +6,7 @@ use candle_core::Tensor;
 use crate::config::{AttentionSpec, QkNorm};
 use crate::error::Result;
 use crate::layers::{Linear, RmsNorm};
-use crate::ops::masked_softmax;
+use crate::ops::{masked_softmax, matmul};
 use crate::rope::Rope;
 use crate::weights::Weights;
 
@@ -87,6 +87,7 @@ impl Attention {
             sinks: if spec.sinks {
                 Some(
                     w.get(&format!("{prefix}.sinks"), &[spec.num_heads])?
+                        .to_dtype(candle_core::DType::F32)?
                         .to_vec1()?,
                 )
             } else {
@@ -202,10 +203,8 @@ fn attend(
     // Query heads sharing a kv head are stacked along the sequence axis so one batched matmul
     // serves the whole group without copying k or v.
     let qg = q.contiguous()?.reshape((batch, nkv, groups * seq, d))?;
-    let scores = qg.matmul(&k.t()?)?.reshape((batch, nh, seq, keys))?;
+    let scores = matmul(&qg, &k.t()?)?.reshape((batch, nh, seq, keys))?;
     let probs = masked_softmax(&scores, mask, sinks)?;
-    Ok(probs
-        .reshape((batch, nkv, groups * seq, keys))?
-        .matmul(&v.contiguous()?)?
-        .reshape((batch, nh, seq, dv))?)
+    let probs = probs.reshape((batch, nkv, groups * seq, keys))?;
+    Ok(matmul(&probs, &v.contiguous()?)?.reshape((batch, nh, seq, dv))?)
 }

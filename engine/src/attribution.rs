@@ -24,7 +24,7 @@ impl ExpertGates {
         let c = model.config();
         let mut layers = BTreeMap::new();
         for l in c.moe_layers() {
-            let ones = Tensor::ones(c.moe.num_experts, DType::F32, model.device())?;
+            let ones = Tensor::ones(c.moe.num_experts, model.dtype(), model.device())?;
             layers.insert(l, Var::from_tensor(&ones)?);
         }
         Ok(Self { layers })
@@ -117,7 +117,7 @@ pub fn gate_gradients(
         let store = metric.backward()?;
         for (&layer, var) in &gates.layers {
             let g: Vec<f32> = match store.get(var.as_tensor()) {
-                Some(g) => g.to_vec1()?,
+                Some(g) => g.to_dtype(DType::F32)?.to_vec1()?,
                 None => vec![0.0; model.config().moe.num_experts],
             };
             let acc = grads.entry(layer).or_insert_with(|| vec![0.0; g.len()]);

@@ -4,6 +4,7 @@
 use candle_core::{Tensor, D};
 
 use crate::error::Result;
+use crate::ops::matmul;
 use crate::weights::Weights;
 
 /// `y = x Wᵀ (+ b)` for `x` of shape `[n, in]`.
@@ -38,7 +39,7 @@ impl Linear {
 
     /// Applies the map to `x` of shape `[n, in]`.
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let y = x.matmul(&self.weight.t()?)?;
+        let y = matmul(x, &self.weight.t()?)?;
         Ok(match &self.bias {
             Some(b) => y.broadcast_add(b)?,
             None => y,
@@ -149,7 +150,7 @@ impl SwiGlu {
 
     /// Applies the MLP to `x` of shape `[n, hidden]`.
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let mut gu = x.matmul(&self.gate_up.t()?)?;
+        let mut gu = matmul(x, &self.gate_up.t()?)?;
         if let Some(b) = &self.gate_up_bias {
             gu = gu.broadcast_add(b)?;
         }
@@ -164,7 +165,7 @@ impl SwiGlu {
                 ((up + 1.0)? * glu)?
             }
         };
-        let y = h.matmul(&self.down.t()?)?;
+        let y = matmul(&h, &self.down.t()?)?;
         Ok(match &self.down_bias {
             Some(b) => y.broadcast_add(b)?,
             None => y,

@@ -1,7 +1,7 @@
 //! The decoder-only MoE transformer: embedding, decoder layers (attention + dense MLP or the
 //! shared MoE block), final norm and LM head, run over a batch with a KV cache.
 
-use candle_core::{Device, Tensor};
+use candle_core::{DType, Device, Tensor};
 
 use crate::attention::{Attention, LayerKv};
 use crate::attribution::ExpertGates;
@@ -105,6 +105,7 @@ pub struct MoeModel {
     norm: RmsNorm,
     lm_head: Linear,
     device: Device,
+    dtype: DType,
     num_params: usize,
     expert_params: usize,
 }
@@ -163,6 +164,7 @@ impl MoeModel {
             norm,
             lm_head,
             device: w.device().clone(),
+            dtype: w.dtype(),
             num_params,
             expert_params,
         })
@@ -178,6 +180,11 @@ impl MoeModel {
         &self.device
     }
 
+    /// The dtype weights and activations are held in (logits are always returned as f32).
+    pub fn dtype(&self) -> DType {
+        self.dtype
+    }
+
     /// Parameters stored in the checkpoint.
     pub fn num_params(&self) -> usize {
         self.num_params
@@ -191,7 +198,7 @@ impl MoeModel {
     }
 
     /// Runs `tokens` (`[batch][seq]`, equal lengths; `valid[b][t]` false marks padding) after
-    /// what `cache` holds, appends them to the cache, and returns logits.
+    /// what `cache` holds, appends them to the cache, and returns f32 logits.
     pub fn forward(
         &self,
         tokens: &[Vec<u32>],
@@ -239,7 +246,12 @@ impl MoeModel {
         for (b, v) in valid.iter().enumerate() {
             cache.valid[b].extend_from_slice(v);
         }
-        let rope = Rope::new(&self.config.attention.rope, &positions, &self.device)?;
+        let rope = Rope::new(
+            &self.config.attention.rope,
+            &positions,
+            &self.device,
+            self.dtype,
+        )?;
         let mut masks: Vec<(Option<usize>, Tensor)> = Vec::new();
         let flat: Vec<u32> = tokens.iter().flatten().copied().collect();
         let ids = Tensor::new(flat.as_slice(), &self.device)?;
@@ -287,10 +299,11 @@ impl MoeModel {
         let x = self
             .norm
             .forward(&x.reshape((batch * rows, self.config.hidden_size))?)?;
-        Ok(self
-            .lm_head
-            .forward(&x)?
-            .reshape((batch, rows, self.config.vocab_size))?)
+        Ok(self.lm_head.forward(&x)?.to_dtype(DType::F32)?.reshape((
+            batch,
+            rows,
+            self.config.vocab_size,
+        ))?)
     }
 
     fn check_input(&self, tokens: &[Vec<u32>], valid: &[Vec<bool>], cache: &KvCache) -> Result<()> {

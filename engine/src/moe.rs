@@ -1,7 +1,7 @@
 //! The one MoE block every architecture uses: router → routing step (rule + policy, with
 //! hooks on both sides) → routed experts → optional shared expert.
 
-use candle_core::{Device, Tensor};
+use candle_core::{DType, Device, Tensor};
 
 use crate::attribution::ExpertGates;
 use crate::config::{Architecture, MoeSpec};
@@ -165,7 +165,7 @@ impl MoeBlock {
         let router = Linear::load(w, &router_name, hidden, e, spec.router_bias)?;
         let selection_bias = if spec.selection_bias {
             let name = format!("{router_name}.e_score_correction_bias");
-            Some(w.get(&name, &[e])?.to_vec1()?)
+            Some(w.get(&name, &[e])?.to_dtype(DType::F32)?.to_vec1()?)
         } else {
             None
         };
@@ -235,7 +235,7 @@ impl MoeBlock {
         let (e, model_k) = (self.spec.num_experts, self.spec.top_k);
         let tokens = x.dim(0)?;
         let logits_t = self.router.forward(x)?;
-        let mut logits: Vec<f32> = logits_t.flatten_all()?.to_vec1()?;
+        let mut logits: Vec<f32> = logits_t.flatten_all()?.to_dtype(DType::F32)?.to_vec1()?;
         let plan = call
             .policy
             .layer(self.layer)
@@ -307,7 +307,7 @@ impl MoeBlock {
             let idx = Tensor::new(token_ids.as_slice(), &self.device)?;
             let y = self.experts[expert].forward(&x.index_select(&idx, 0)?)?;
             if want_maxabs {
-                let m: Vec<f32> = y.abs()?.max(1)?.to_vec1()?;
+                let m: Vec<f32> = y.abs()?.max(1)?.to_dtype(DType::F32)?.to_vec1()?;
                 for (&s, v) in slots.iter().zip(m) {
                     maxabs[s] = v;
                 }
@@ -317,13 +317,20 @@ impl MoeBlock {
                     let at: Vec<u32> = slots.iter().map(|&s| s as u32).collect();
                     tw.index_select(&Tensor::new(at.as_slice(), &self.device)?, 0)?
                         .reshape((slots.len(), 1))?
+                        .to_dtype(DType::F32)?
                 }
                 None => Tensor::from_vec(weights, (slots.len(), 1), &self.device)?,
             };
             if let Some(g) = call.gates.and_then(|g| g.layer(self.layer)) {
-                w = w.broadcast_mul(&g.narrow(0, expert, 1)?.reshape((1, 1))?)?;
+                let g = g
+                    .narrow(0, expert, 1)?
+                    .reshape((1, 1))?
+                    .to_dtype(DType::F32)?;
+                w = w.broadcast_mul(&g)?;
             }
-            outputs.push(y.broadcast_mul(&w)?);
+            // Weighted and summed in f32, as the reference does: in bf16 the routing weights
+            // (scaled by up to 16 in DeepSeek) would lose most of their digits.
+            outputs.push(y.to_dtype(DType::F32)?.broadcast_mul(&w)?);
             rows.extend(token_ids);
         }
         if let Some(rec) = call.recorder.as_deref_mut() {
@@ -339,9 +346,9 @@ impl MoeBlock {
             }
         }
         let idx = Tensor::new(rows.as_slice(), &self.device)?;
-        let mut out = x
-            .zeros_like()?
-            .index_add(&idx, &Tensor::cat(&outputs, 0)?, 0)?;
+        let mut out = Tensor::zeros(x.shape(), DType::F32, &self.device)?
+            .index_add(&idx, &Tensor::cat(&outputs, 0)?, 0)?
+            .to_dtype(x.dtype())?;
         if let Some(shared) = &self.shared {
             let mut s = shared.mlp.forward(x)?;
             if let Some(g) = &shared.gate {

@@ -1,6 +1,6 @@
 //! Fused kernels where a chain of single-threaded elementwise ops would dominate the run time.
 
-use candle_core::{CpuStorage, CustomOp2, Layout, Shape, Tensor};
+use candle_core::{CpuStorage, CustomOp2, DType, Layout, Shape, Tensor};
 use rayon::prelude::*;
 
 use crate::error::Result;
@@ -16,8 +16,13 @@ const HIDDEN: f32 = MASKED / 10.0;
 /// and an additive `mask` `[batch, 1, seq, keys]` shared by every head. With `sinks` (one logit
 /// per head) each row's softmax also runs over its head's sink, whose probability is then
 /// dropped. One parallel pass on the CPU; other devices, and gradient computations, use the
-/// unfused ops.
+/// unfused ops. Scores in bf16 or f16 are normalised in f32 (as the reference does) and the
+/// probabilities returned in the scores' dtype; `mask` is f32.
 pub fn masked_softmax(scores: &Tensor, mask: &Tensor, sinks: Option<&[f32]>) -> Result<Tensor> {
+    if scores.dtype() != DType::F32 {
+        let probs = masked_softmax(&scores.to_dtype(DType::F32)?, mask, sinks)?;
+        return Ok(probs.to_dtype(scores.dtype())?);
+    }
     let tracked = scores.track_op();
     if scores.device().is_cpu() && !tracked {
         let op = MaskedSoftmax {
@@ -44,6 +49,17 @@ pub fn masked_softmax(scores: &Tensor, mask: &Tensor, sinks: Option<&[f32]>) -> 
         .broadcast_as((b, h, t, 1))?;
     let probs = softmax(&Tensor::cat(&[&logits, &sink], 3)?)?;
     Ok(probs.narrow(3, 0, keys)?)
+}
+
+/// `a · b` (batched as `Tensor::matmul`). candle's cpu backend has no bf16 matmul, so on the
+/// cpu bf16 operands are multiplied in f32 and the product rounded to bf16: what a GPU's bf16
+/// GEMM does (bf16 inputs, f32 accumulation, bf16 output), only slower.
+pub fn matmul(a: &Tensor, b: &Tensor) -> Result<Tensor> {
+    if a.dtype() == DType::BF16 && a.device().is_cpu() {
+        let product = a.to_dtype(DType::F32)?.matmul(&b.to_dtype(DType::F32)?)?;
+        return Ok(product.to_dtype(DType::BF16)?);
+    }
+    Ok(a.matmul(b)?)
 }
 
 struct MaskedSoftmax {

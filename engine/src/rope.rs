@@ -1,7 +1,7 @@
 //! Rotary position embeddings: the frequency schedule (default, linear, YaRN) and the tables
 //! for one forward call, applied in the rotate-half or the interleaved-pairs layout.
 
-use candle_core::{Device, Tensor};
+use candle_core::{DType, Device, Tensor};
 
 use crate::error::Result;
 
@@ -113,8 +113,14 @@ pub struct Rope {
 }
 
 impl Rope {
-    /// Builds the tables for the given per-row positions (`positions[b][t]`).
-    pub fn new(spec: &RopeSpec, positions: &[Vec<u32>], device: &Device) -> Result<Self> {
+    /// Builds the tables for the given per-row positions (`positions[b][t]`), computed in f32
+    /// and stored as `dtype`, the dtype of the queries and keys they rotate.
+    pub fn new(
+        spec: &RopeSpec,
+        positions: &[Vec<u32>],
+        device: &Device,
+        dtype: DType,
+    ) -> Result<Self> {
         let (inv_freq, attention_factor) = spec.inv_freq();
         let half = spec.dim / 2;
         let batch = positions.len();
@@ -129,8 +135,8 @@ impl Rope {
             }
         }
         Ok(Self {
-            cos: Tensor::from_vec(cos, (batch, seq, half), device)?,
-            sin: Tensor::from_vec(sin, (batch, seq, half), device)?,
+            cos: Tensor::from_vec(cos, (batch, seq, half), device)?.to_dtype(dtype)?,
+            sin: Tensor::from_vec(sin, (batch, seq, half), device)?.to_dtype(dtype)?,
             interleaved: spec.interleaved,
         })
     }

@@ -28,6 +28,7 @@ pub struct Weights {
     /// Where names are looked up, for error messages (the index file or the single file).
     source: PathBuf,
     device: Device,
+    dtype: DType,
 }
 
 /// The per-dtype count of weight values in a checkpoint.
@@ -35,8 +36,9 @@ pub struct Weights {
 pub struct DtypeCounts(pub Vec<(String, usize)>);
 
 impl Weights {
-    /// Opens `model.safetensors`, or the shards listed in `model.safetensors.index.json`.
-    pub fn open(dir: &Path, device: &Device) -> Result<Self> {
+    /// Opens `model.safetensors`, or the shards listed in `model.safetensors.index.json`;
+    /// tensors are loaded onto `device` as `dtype` (the compute dtype).
+    pub fn open(dir: &Path, device: &Device, dtype: DType) -> Result<Self> {
         let single = dir.join("model.safetensors");
         let index_path = dir.join("model.safetensors.index.json");
         let (files, source) = if index_path.exists() {
@@ -63,6 +65,7 @@ impl Weights {
             index,
             source,
             device: device.clone(),
+            dtype,
         })
     }
 
@@ -71,12 +74,18 @@ impl Weights {
         &self.device
     }
 
+    /// The dtype tensors are loaded as.
+    pub fn dtype(&self) -> DType {
+        self.dtype
+    }
+
     /// Whether a tensor of this name exists.
     pub fn contains(&self, name: &str) -> bool {
         self.index.contains_key(name)
     }
 
-    /// Loads tensor `name`, checks it has `shape`, and converts it to f32 on the device.
+    /// Loads tensor `name`, checks it has `shape`, and converts it to the compute dtype on the
+    /// device.
     pub fn get(&self, name: &str, shape: &[usize]) -> Result<Tensor> {
         let (shard, info) = self.info(name, shape)?;
         let dtype = match info.dtype {
@@ -92,12 +101,13 @@ impl Weights {
             }
         };
         let tensor = Tensor::from_raw_buffer(shard.bytes(info), dtype, shape, &Device::Cpu)?;
-        Ok(tensor.to_dtype(DType::F32)?.to_device(&self.device)?)
+        Ok(tensor.to_dtype(self.dtype)?.to_device(&self.device)?)
     }
 
     /// Loads an MXFP4-quantised `[experts, rows, cols]` matrix stored as `{name}_blocks`
     /// (`[experts, rows, cols/32, 16]` bytes, two 4-bit e2m1 values each, low nibble first) and
-    /// `{name}_scales` (`[experts, rows, cols/32]` biased power-of-two exponents), as f32.
+    /// `{name}_scales` (`[experts, rows, cols/32]` biased power-of-two exponents), in the compute
+    /// dtype.
     pub fn get_mxfp4(&self, name: &str, shape: [usize; 3]) -> Result<Tensor> {
         /// The sixteen e2m1 values.
         const FP4: [f32; 16] = [
@@ -127,7 +137,8 @@ impl Weights {
                 out.push(FP4[usize::from(byte >> 4)] * factor);
             }
         }
-        Ok(Tensor::from_vec(out, (e, rows, cols), &self.device)?)
+        let t = Tensor::from_vec(out, (e, rows, cols), &Device::Cpu)?;
+        Ok(t.to_dtype(self.dtype)?.to_device(&self.device)?)
     }
 
     /// The shard and header entry of tensor `name`, checked to have `shape`.

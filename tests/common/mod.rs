@@ -25,11 +25,40 @@ pub const FIXTURES: [&str; 14] = [
     "default_model",
 ];
 
+/// The device the model tests run on: `cpu`, or the `MOESCOPE_TEST_DEVICE` variable's
+/// `cuda:N` in builds with the cuda feature (so the same parity tests check a GPU).
+pub fn test_device() -> candle_core::Device {
+    match std::env::var("MOESCOPE_TEST_DEVICE").as_deref() {
+        Err(_) | Ok("cpu") => candle_core::Device::Cpu,
+        #[cfg(feature = "cuda")]
+        Ok(name) if name.starts_with("cuda:") => {
+            let n: usize = name[5..].parse().expect("MOESCOPE_TEST_DEVICE=cuda:N");
+            candle_core::Device::new_cuda(n).expect("the GPU named by MOESCOPE_TEST_DEVICE")
+        }
+        Ok(other) => panic!("MOESCOPE_TEST_DEVICE={other}: use cpu, or cuda:N in a cuda build"),
+    }
+}
+
+/// The repository root: where the tests were built, or `MOESCOPE_REPO` when a test binary
+/// runs from another checkout (a built test carried to the GPU machine).
+pub fn repo_root() -> PathBuf {
+    std::env::var_os("MOESCOPE_REPO")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")))
+}
+
 /// Folder of a committed fixture.
 pub fn fixture(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures")
-        .join(name)
+    repo_root().join("tests/fixtures").join(name)
+}
+
+/// The checkpoint folder of a fixture: its own, or the one its meta.json names (the default
+/// model's golden outputs sit beside the other fixtures, its weights in assets/).
+pub fn fixture_model(name: &str) -> PathBuf {
+    match meta(name)["model_dir"].as_str() {
+        Some(rel) => repo_root().join(rel),
+        None => fixture(name),
+    }
 }
 
 /// The golden outputs HF transformers wrote for a fixture.
@@ -40,7 +69,12 @@ pub struct Golden {
 impl Golden {
     /// Reads `golden.safetensors` of the fixture.
     pub fn load(name: &str) -> Self {
-        let path = fixture(name).join("golden.safetensors");
+        Self::load_file(name, "golden.safetensors")
+    }
+
+    /// Reads another file of reference outputs in the fixture's folder.
+    pub fn load_file(name: &str, file: &str) -> Self {
+        let path = fixture(name).join(file);
         Self {
             bytes: std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display())),
         }
