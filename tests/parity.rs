@@ -14,7 +14,7 @@
 
 mod common;
 
-use common::{fixture_model, meta, test_device, Golden, FIXTURES};
+use common::{fixture_model, meta, run_case, test_device, Golden, FIXTURES};
 use moescope_engine::{
     generate, Capture, CaptureData, Checkpoint, ForwardOptions, GenerateOptions, KvCache,
     LogitsFor, MoeHook, Phase, Recorder, RoutingPolicy,
@@ -44,53 +44,20 @@ fn assert_close_rel(what: &str, ours: &[f32], golden: &[f32]) {
 /// Runs a case's inputs through the engine and compares logits and routing at every MoE layer
 /// on the positions where `attention_mask` is 1.
 fn check_case(name: &str, ck: &Checkpoint, golden: &Golden, case: &str, policy: &RoutingPolicy) {
-    let tokens = golden.rows_u32(&format!("{case}.input_ids"));
-    let valid: Vec<Vec<bool>> = golden
-        .rows_u32(&format!("{case}.attention_mask"))
-        .iter()
-        .map(|r| r.iter().map(|&m| m == 1).collect())
-        .collect();
-    let mut rec = Recorder::new();
-    for hook in [
+    let hooks = [
         MoeHook::RouterLogits,
         MoeHook::TopkIds,
         MoeHook::TopkWeights,
-    ] {
-        rec.subscribe_all_layers(hook);
-    }
-    let logits = ck
-        .model
-        .forward(
-            &tokens,
-            &valid,
-            &mut KvCache::new(),
-            ForwardOptions {
-                policy,
-                phase: Phase::Prompt,
-                recorder: Some(&mut rec),
-                logits_for: LogitsFor::All,
-                gates: None,
-            },
-        )
-        .unwrap();
-    let keep: Vec<usize> = valid
-        .iter()
-        .flatten()
-        .enumerate()
-        .filter(|(_, &v)| v)
-        .map(|(i, _)| i)
-        .collect();
-    let select = |data: &[f32], width: usize| -> Vec<f32> {
-        keep.iter()
-            .flat_map(|&i| data[i * width..(i + 1) * width].iter().copied())
-            .collect()
-    };
+    ];
+    let run = run_case(ck, golden, case, policy, &hooks);
+    let (keep, select) = (&run.keep, |data: &[f32], width: usize| {
+        run.rows(data, width)
+    });
     let vocab = ck.model.config().vocab_size;
-    let ours: Vec<f32> = logits.flatten_all().unwrap().to_vec1().unwrap();
     let (_, gl) = golden.f32(&format!("{case}.logits"));
     assert_close_rel(
         &format!("{name}/{case} logits"),
-        &select(&ours, vocab),
+        &select(&run.logits, vocab),
         &select(&gl, vocab),
     );
 
@@ -98,7 +65,7 @@ fn check_case(name: &str, ck: &Checkpoint, golden: &Golden, case: &str, policy: 
     // HF returns some routers' top-k unsorted; those ids are compared as sets.
     let sorted = meta(name)["topk_sorted"].as_bool().unwrap_or(true);
     let weight_tol = WEIGHT_ATOL * ck.model.config().moe.routing.scaling.max(1.0);
-    let captures = rec.take();
+    let captures = &run.captures;
     for &layer in &moe_layers {
         let get = |hook: MoeHook| -> &Capture {
             captures
@@ -127,7 +94,7 @@ fn check_case(name: &str, ck: &Checkpoint, golden: &Golden, case: &str, policy: 
         };
         let (_, g_ids) = golden.i64(&format!("{case}.topk_ids.{layer}"));
         let (_, g_w) = golden.f32(&format!("{case}.topk_weights.{layer}"));
-        for &i in &keep {
+        for &i in keep {
             let row = |ids: Vec<i64>, w: &[f32]| -> Vec<(i64, f32)> {
                 let mut r: Vec<(i64, f32)> = ids.into_iter().zip(w.iter().copied()).collect();
                 if !sorted {

@@ -21,12 +21,9 @@
 mod common;
 
 use candle_core::DType;
-use common::{fixture_model, test_device, Golden, FIXTURES};
+use common::{fixture_model, run_case, test_device, Golden, FIXTURES};
 use moescope_engine::routing::Scoring;
-use moescope_engine::{
-    CaptureData, Checkpoint, ForwardOptions, KvCache, LogitsFor, MoeHook, Phase, Recorder,
-    RoutingPolicy,
-};
+use moescope_engine::{CaptureData, Checkpoint, MoeHook, RoutingPolicy};
 
 const LOGIT_RTOL: f32 = 2e-2;
 /// On these tiny random models HF's own bf16 run often strays further than `LOGIT_RTOL` from
@@ -63,42 +60,11 @@ fn max_abs(v: &[f32]) -> f32 {
 }
 
 fn check_case(name: &str, ck: &Checkpoint, golden: &Golden, case: &str, out: &mut Outcome) {
-    let tokens = golden.rows_u32(&format!("{case}.input_ids"));
-    let valid: Vec<Vec<bool>> = golden
-        .rows_u32(&format!("{case}.attention_mask"))
-        .iter()
-        .map(|r| r.iter().map(|&m| m == 1).collect())
-        .collect();
-    let mut rec = Recorder::new();
-    rec.subscribe_all_layers(MoeHook::RouterLogits);
-    rec.subscribe_all_layers(MoeHook::TopkIds);
-    let logits = ck
-        .model
-        .forward(
-            &tokens,
-            &valid,
-            &mut KvCache::new(),
-            ForwardOptions {
-                policy: &RoutingPolicy::new(),
-                phase: Phase::Prompt,
-                recorder: Some(&mut rec),
-                logits_for: LogitsFor::All,
-                gates: None,
-            },
-        )
-        .unwrap();
-    let keep: Vec<usize> = valid
-        .iter()
-        .flatten()
-        .enumerate()
-        .filter(|(_, &v)| v)
-        .map(|(i, _)| i)
-        .collect();
-    let rows = |data: &[f32], width: usize| -> Vec<f32> {
-        keep.iter()
-            .flat_map(|&i| data[i * width..(i + 1) * width].iter().copied())
-            .collect()
-    };
+    let hooks = [MoeHook::RouterLogits, MoeHook::TopkIds];
+    let run = run_case(ck, golden, case, &RoutingPolicy::new(), &hooks);
+    let (keep, rows) = (&run.keep, |data: &[f32], width: usize| {
+        run.rows(data, width)
+    });
     let c = ck.model.config();
     let hf_bf16 = Golden::load_file(name, "golden_bf16.safetensors");
     let (e, k) = (c.moe.num_experts, c.moe.top_k);
@@ -114,8 +80,8 @@ fn check_case(name: &str, ck: &Checkpoint, golden: &Golden, case: &str, out: &mu
     // Tokens whose expert set differs from the f32 reference at some layer, in our run or in
     // HF's own bf16 run: their logits are not compared (a flipped expert moves them by more
     // than rounding).
-    let mut flipped = vec![false; valid.iter().flatten().count()];
-    let captures = rec.take();
+    let mut flipped = vec![false; run.logits.len() / c.vocab_size];
+    let captures = &run.captures;
     for layer in c.moe_layers() {
         let data = |hook: MoeHook| {
             &captures
@@ -133,7 +99,7 @@ fn check_case(name: &str, ck: &Checkpoint, golden: &Golden, case: &str, out: &mu
         let g_ids = as_u32(golden.i64(&format!("{case}.topk_ids.{layer}")).1);
         let hf_ids = as_u32(hf_bf16.i64(&format!("{case}.topk_ids.{layer}")).1);
         let err = max_diff(&rows(router, e), &rows(&g_router, e));
-        for &i in &keep {
+        for &i in keep {
             out.token_layers += 1;
             let (ours, theirs) = (sorted_ids(ids, i), sorted_ids(&g_ids, i));
             if sorted_ids(&hf_ids, i) != theirs {
@@ -179,10 +145,9 @@ fn check_case(name: &str, ck: &Checkpoint, golden: &Golden, case: &str, out: &mu
             .flat_map(|&i| data[i * w..(i + 1) * w].iter().copied())
             .collect()
     };
-    let ours: Vec<f32> = logits.flatten_all().unwrap().to_vec1().unwrap();
     let theirs = rows_of(&golden.f32(&format!("{case}.logits")).1);
     let scale = max_abs(&theirs);
-    let rel = max_diff(&rows_of(&ours), &theirs) / scale;
+    let rel = max_diff(&rows_of(&run.logits), &theirs) / scale;
     let hf_rel = max_diff(&rows_of(&hf_bf16.f32(&format!("{case}.logits")).1), &theirs) / scale;
     let bar = LOGIT_RTOL.max(HF_FACTOR * hf_rel);
     if rel > bar {

@@ -24,16 +24,21 @@ def main(out: Path):
         num_experts=16, num_experts_per_tok=2, norm_topk_prob=True, max_position_embeddings=4096,
         tie_word_embeddings=False, eos_token_id=2,
     )
-    model = Qwen3MoeForCausalLM(config)
+    save_checkpoint(Qwen3MoeForCausalLM(config), out)
+
+
+def save_checkpoint(model, out: Path):
+    """Spreads routing over the experts (larger random router weights), saves `model` to `out`
+    with the parity fixtures' tokenizer."""
     with torch.no_grad():
         for name, p in model.named_parameters():
             if name.endswith(".gate.weight"):
-                p.normal_(0.0, 0.1)  # spread routing over the experts
+                p.normal_(0.0, 0.1)
     shutil.rmtree(out, ignore_errors=True)
     model.save_pretrained(out)
     for f in ["tokenizer.json", "tokenizer_config.json", "generation_config.json"]:
         shutil.copy(FIXTURE / f, out / f)
-    print(f"wrote {out}")
+    print(f"wrote {out}: {sum(p.numel() for p in model.parameters()) / 1e9:.2f} B parameters")
 
 
 if __name__ == "__main__":

@@ -126,6 +126,71 @@ impl Golden {
     }
 }
 
+/// What the engine computed for one golden case.
+pub struct CaseRun {
+    /// Logits `[rows × seq × vocab]`, flattened.
+    pub logits: Vec<f32>,
+    /// The captures of the hooks asked for, at every MoE layer.
+    pub captures: Vec<moescope_engine::Capture>,
+    /// Flat indices of the real (not padding) tokens.
+    pub keep: Vec<usize>,
+}
+
+impl CaseRun {
+    /// The rows of `data` (`width` values per token) at the real tokens.
+    pub fn rows(&self, data: &[f32], width: usize) -> Vec<f32> {
+        self.keep
+            .iter()
+            .flat_map(|&i| data[i * width..(i + 1) * width].iter().copied())
+            .collect()
+    }
+}
+
+/// Runs a golden case's `input_ids` (with its `attention_mask`) through the engine under
+/// `policy`, capturing `hooks` at every MoE layer.
+pub fn run_case(
+    ck: &moescope_engine::Checkpoint,
+    golden: &Golden,
+    case: &str,
+    policy: &moescope_engine::RoutingPolicy,
+    hooks: &[moescope_engine::MoeHook],
+) -> CaseRun {
+    use moescope_engine::{ForwardOptions, KvCache, LogitsFor, Phase, Recorder};
+    let tokens = golden.rows_u32(&format!("{case}.input_ids"));
+    let valid: Vec<Vec<bool>> = golden
+        .rows_u32(&format!("{case}.attention_mask"))
+        .iter()
+        .map(|r| r.iter().map(|&m| m == 1).collect())
+        .collect();
+    let mut rec = Recorder::new();
+    for &hook in hooks {
+        rec.subscribe_all_layers(hook);
+    }
+    let opts = ForwardOptions {
+        policy,
+        phase: Phase::Prompt,
+        recorder: Some(&mut rec),
+        logits_for: LogitsFor::All,
+        gates: None,
+    };
+    let logits = ck
+        .model
+        .forward(&tokens, &valid, &mut KvCache::new(), opts)
+        .unwrap();
+    let keep = valid
+        .iter()
+        .flatten()
+        .enumerate()
+        .filter(|(_, &v)| v)
+        .map(|(i, _)| i)
+        .collect();
+    CaseRun {
+        logits: logits.flatten_all().unwrap().to_vec1().unwrap(),
+        captures: rec.take(),
+        keep,
+    }
+}
+
 /// The fixture's `meta.json`.
 pub fn meta(name: &str) -> serde_json::Value {
     let path = fixture(name).join("meta.json");

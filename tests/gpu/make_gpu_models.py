@@ -11,13 +11,14 @@ Per-layer throughput and the roofline are computed for the checkpoint as written
 """
 
 import argparse
-import shutil
+import sys
 from pathlib import Path
 
 import torch
 from transformers import OlmoeConfig, OlmoeForCausalLM, Qwen3MoeConfig, Qwen3MoeForCausalLM
 
-TOKENIZER = Path(__file__).resolve().parents[1] / "fixtures" / "qwen3_moe"
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
+from make_bench_model import save_checkpoint  # noqa: E402
 
 
 def olmoe():
@@ -41,15 +42,7 @@ def write(out, cls, config):
     torch.manual_seed(0)
     with torch.device("cuda"):
         model = cls(config).to(torch.bfloat16)
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            if name.endswith(".gate.weight"):
-                p.normal_(0.0, 0.1)  # spread routing over the experts
-    shutil.rmtree(out, ignore_errors=True)
-    model.save_pretrained(out)
-    for f in ["tokenizer.json", "tokenizer_config.json", "generation_config.json"]:
-        shutil.copy(TOKENIZER / f, out / f)
-    print(f"wrote {out}: {sum(p.numel() for p in model.parameters()) / 1e9:.2f} B parameters")
+    save_checkpoint(model, out)
 
 
 def main():
