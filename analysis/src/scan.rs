@@ -125,10 +125,10 @@ impl Pending {
         self.maxabs.clear();
     }
 
-    /// Whether row `i` is this token's next row.
-    fn is_next(&self, c: &Columns<'_>, i: usize) -> bool {
-        self.layer == Some(c.layer[i])
-            && usize::from(c.rank[i]) == usize::from(self.first_rank) + self.experts.len()
+    /// Whether a row of `layer` and `rank` is this token's next row.
+    fn is_next(&self, layer: Option<u16>, rank: u8) -> bool {
+        self.layer == layer
+            && usize::from(rank) == usize::from(self.first_rank) + self.experts.len()
     }
 
     fn push(&mut self, c: &Columns<'_>, i: usize) {
@@ -142,9 +142,7 @@ impl Pending {
     /// Adds the rows of the same token read from the next row group; false when `more` does
     /// not continue this token.
     fn append(&mut self, more: Pending) -> bool {
-        if more.layer != self.layer
-            || usize::from(more.first_rank) != self.experts.len() + usize::from(self.first_rank)
-        {
+        if !self.is_next(more.layer, more.first_rank) {
             return false;
         }
         self.experts.extend(more.experts);
@@ -323,7 +321,7 @@ impl<'r> Regrouper<'r> {
             if c.rank[i] != 0 {
                 if p.layer.is_none() {
                     p.start(&c, i);
-                } else if !p.is_next(&c, i) {
+                } else if !p.is_next(Some(c.layer[i]), c.rank[i]) {
                     return Err(self.out_of_order(format!(
                         "row of rank {} at layer {} follows {} rows of layer {:?}",
                         c.rank[i],
@@ -538,15 +536,19 @@ mod tests {
         }
         w.close().unwrap();
         assert!(row_group_count(&path).unwrap() > 4);
-        let mut parallel = fold_choices(
-            &records,
-            needs,
-            Vec::new,
-            |v: &mut Vec<Row>, c| v.push(row(c)),
-            |a, b| a.extend(b),
-        )
-        .unwrap();
-        parallel.sort();
+        let folded = |needs: Needs| -> Vec<Row> {
+            let mut rows = fold_choices(
+                &records,
+                needs,
+                Vec::new,
+                |v: &mut Vec<Row>, c| v.push(row(c)),
+                |a, b| a.extend(b),
+            )
+            .unwrap();
+            rows.sort();
+            rows
+        };
+        let parallel = folded(needs);
         sequential.sort();
         assert_eq!(sequential.len(), 8);
         assert_eq!(parallel, sequential);
@@ -556,15 +558,7 @@ mod tests {
             sequence: false,
             ..needs
         };
-        let mut unplaced = fold_choices(
-            &records,
-            no_sequence,
-            Vec::new,
-            |v: &mut Vec<Row>, c| v.push(row(c)),
-            |a, b| a.extend(b),
-        )
-        .unwrap();
-        unplaced.sort();
+        let unplaced = folded(no_sequence);
         let mut expected: Vec<Row> = sequential
             .iter()
             .map(|r| (0, 0, r.2, r.3, r.4.clone(), r.5.clone(), r.6.clone()))
