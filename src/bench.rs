@@ -2,6 +2,8 @@
 //! capture, as medians over repeated runs. A benchmark, not a test: numbers go to
 //! BENCHMARKS.md beside the HF transformers reference (`tests/bench/hf_bench.py`).
 
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::{bail, Result};
@@ -23,6 +25,7 @@ pub fn run(args: &BenchArgs) -> Result<()> {
     if args.prompt_len == 0 || args.decode_tokens == 0 || args.batch == 0 || args.repeats == 0 {
         bail!("--prompt-len, --decode-tokens, --batch and --repeats must all be at least 1");
     }
+    let memory = MemoryPeak::start();
     let ck = load(&args.model)?;
     let model = &ck.model;
     let vocab = model.config().vocab_size as u32;
@@ -35,6 +38,8 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         })
         .collect();
     let [plain, captured] = measure(model, &prompts, args)?;
+    let (peak_anon, peak_rss) = memory.finish();
+    let kernel = moescope_engine::kernels::active_path().name();
     let overhead = |a: f64, b: f64| (a / b - 1.0) * 100.0;
     let threads = candle_core::utils::get_num_threads();
     if args.json {
@@ -51,12 +56,17 @@ pub fn run(args: &BenchArgs) -> Result<()> {
                 "decode_tok_s": plain.decode,
                 "prefill_tok_s_capture": captured.prefill,
                 "decode_tok_s_capture": captured.decode,
+                "dtype": format!("{:?}", model.dtype()).to_lowercase(),
+                "kernel": kernel,
+                "peak_anon_bytes": peak_anon,
+                "peak_rss_bytes": peak_rss,
             })
         );
     } else {
         println!(
-            "model {} · batch {} · prompt {} · decode {} · {threads} threads · median of {}",
+            "model {} · {:?} · batch {} · prompt {} · decode {} · {threads} threads · {kernel} kernels · median of {}",
             ck.dir.display(),
+            model.dtype(),
             args.batch,
             args.prompt_len,
             args.decode_tokens,
@@ -77,8 +87,68 @@ pub fn run(args: &BenchArgs) -> Result<()> {
             overhead(plain.prefill, captured.prefill),
             overhead(plain.decode, captured.decode)
         );
+        println!(
+            "peak memory: {:.2} GB anonymous (weights, caches, activations), {:.2} GB resident with mapped files",
+            peak_anon as f64 / 1e9,
+            peak_rss as f64 / 1e9
+        );
     }
     Ok(())
+}
+
+/// Peak memory of this process, sampled every 20 ms on a background thread from the start of
+/// the benchmark to its end: anonymous memory (`RssAnon`: what the engine allocates — weights,
+/// caches, activations) and the kernel's resident high-water mark (`VmHWM`), which also counts
+/// pages of the memory-mapped checkpoint files.
+struct MemoryPeak {
+    anon: Arc<AtomicU64>,
+    stop: Arc<AtomicBool>,
+    sampler: Option<std::thread::JoinHandle<()>>,
+}
+
+impl MemoryPeak {
+    /// Starts sampling.
+    fn start() -> Self {
+        let anon = Arc::new(AtomicU64::new(0));
+        let stop = Arc::new(AtomicBool::new(false));
+        let sampler = {
+            let (anon, stop) = (Arc::clone(&anon), Arc::clone(&stop));
+            std::thread::spawn(move || loop {
+                anon.fetch_max(status_bytes("RssAnon:"), Ordering::Relaxed);
+                if stop.load(Ordering::Relaxed) {
+                    break;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            })
+        };
+        Self {
+            anon,
+            stop,
+            sampler: Some(sampler),
+        }
+    }
+
+    /// Stops sampling; returns the peaks (anonymous, resident) in bytes.
+    fn finish(mut self) -> (u64, u64) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(s) = self.sampler.take() {
+            let _ = s.join();
+        }
+        (self.anon.load(Ordering::Relaxed), status_bytes("VmHWM:"))
+    }
+}
+
+/// A `kB` field of `/proc/self/status` in bytes (zero where there is none).
+fn status_bytes(key: &str) -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix(key))
+                .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
+        })
+        .unwrap_or(0)
+        * 1024
 }
 
 /// Median prefill and decode throughput, without and with capture, over `repeats` runs after
@@ -120,7 +190,7 @@ fn run_once(
             recorder.subscribe_all_layers(hook);
         }
     }
-    let mut cache = KvCache::new();
+    let mut cache = KvCache::with_capacity(prompts[0].len() + decode_tokens + 1);
     let mut step = |tokens: &[Vec<u32>],
                     valid: &[Vec<bool>],
                     phase: Phase,

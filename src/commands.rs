@@ -11,8 +11,8 @@ use candle_core::{DType, Device};
 use indicatif::{ProgressBar, ProgressStyle};
 use moescope_engine::config::QkNorm;
 use moescope_engine::{
-    generate, CaptureData, ChatMessage, Checkpoint, GenerateOptions, MoeHook, Recorder,
-    RoutingPolicy, SelfContrast, SteeringProfile,
+    generate, CaptureData, ChatMessage, Checkpoint, CheckpointSummary, GenerateOptions, MoeHook,
+    Recorder, RoutingPolicy, SelfContrast, SteeringProfile,
 };
 
 use crate::cli::{Cli, Command, GenerateArgs, GuiArgs, ModelArgs};
@@ -37,7 +37,7 @@ pub fn run(cli: Cli) -> Result<()> {
 /// Opens the desktop app on the chosen checkpoint (loaded on the app's worker thread).
 fn gui(args: &GuiArgs) -> Result<()> {
     if !device(&args.model.device)?.is_cpu()
-        || dtype(&args.model.dtype, &Device::Cpu)? != DType::F32
+        || !matches!(dtype(&args.model.dtype)?, None | Some(DType::F32))
     {
         bail!("the desktop app runs its model on the cpu in f32; leave out --device and --dtype");
     }
@@ -106,15 +106,26 @@ fn cuda_device(name: &str, _ordinal: usize) -> Result<Device> {
     )
 }
 
-/// Parses `--dtype` for a model on `device`.
-pub fn dtype(name: &str, device: &Device) -> Result<DType> {
+/// Parses `--dtype`: `None` for `auto`, the dtype the checkpoint stores its weights in.
+pub fn dtype(name: &str) -> Result<Option<DType>> {
     Ok(match name {
-        "auto" if device.is_cpu() => DType::F32,
-        "auto" | "bf16" => DType::BF16,
-        "f32" => DType::F32,
-        "f16" => DType::F16,
+        "auto" => None,
+        "bf16" => Some(DType::BF16),
+        "f32" => Some(DType::F32),
+        "f16" => Some(DType::F16),
         other => bail!("--dtype {other}: unknown dtype; use auto, f32, bf16 or f16"),
     })
+}
+
+/// The compute dtype `--dtype` asks for on the checkpoint in `dir` (`auto`: its stored dtype,
+/// as transformers loads it; f32 where nothing is stored as a float).
+fn resolve_dtype(name: &str, dir: &Path) -> Result<DType> {
+    match dtype(name)? {
+        Some(d) => Ok(d),
+        None => Ok(moescope_engine::checkpoint::stored_dtype(dir)
+            .with_context(|| format!("cannot read the checkpoint in {}", dir.display()))?
+            .unwrap_or(DType::F32)),
+    }
 }
 
 /// A flag that Ctrl-C sets, so long commands can stop after the current step and leave
@@ -134,7 +145,7 @@ pub fn interrupt_flag() -> Arc<AtomicBool> {
 pub fn load(args: &ModelArgs) -> Result<Checkpoint> {
     let dir = model_dir(args)?;
     let device = device(&args.device)?;
-    let dtype = dtype(&args.dtype, &device)?;
+    let dtype = resolve_dtype(&args.dtype, &dir)?;
     let spinner = ProgressBar::new_spinner().with_message(format!("loading {}", dir.display()));
     spinner.set_style(ProgressStyle::with_template("{spinner} {msg} ({elapsed})")?);
     spinner.enable_steady_tick(Duration::from_millis(120));
@@ -143,9 +154,16 @@ pub fn load(args: &ModelArgs) -> Result<Checkpoint> {
     ck.with_context(|| format!("cannot load the checkpoint in {}", dir.display()))
 }
 
+/// Describes the checkpoint from its config and safetensors headers, loading no weight.
 fn info(args: &ModelArgs) -> Result<()> {
-    let ck = load(args)?;
-    let c = ck.model.config();
+    let dir = model_dir(args)?;
+    let device = device(&args.device)?;
+    let ck = CheckpointSummary::read(&dir)
+        .with_context(|| format!("cannot read the checkpoint in {}", dir.display()))?;
+    let compute = dtype(&args.dtype)?
+        .or(ck.stored_dtype)
+        .unwrap_or(DType::F32);
+    let c = &ck.config;
     let moe_layers = c.moe_layers();
     let dense: Vec<usize> = (0..c.num_layers())
         .filter(|l| !moe_layers.contains(l))
@@ -221,34 +239,34 @@ fn info(args: &ModelArgs) -> Result<()> {
                 ck.dtypes
                     .0
                     .iter()
-                    .map(|(d, n)| format!("{d}: {n}"))
+                    .map(|(d, n)| format!("{d}: {}", human(*n)))
                     .collect::<Vec<_>>()
                     .join(", "),
                 c.declared_dtype.as_deref().unwrap_or("nothing"),
-                format!("{:?}", ck.model.dtype()).to_lowercase(),
-                if ck.model.device().is_cpu() {
-                    "cpu"
-                } else {
-                    "cuda"
-                },
+                dtype_name(compute),
+                if device.is_cpu() { "cpu" } else { "cuda" },
+            ),
+        ),
+        (
+            "bytes",
+            format!(
+                "{:.2} GB on disk, {:.2} GB loaded in {}",
+                ck.stored_bytes as f64 / 1e9,
+                ck.loaded_bytes(compute) as f64 / 1e9,
+                dtype_name(compute)
             ),
         ),
         (
             "parameters",
             format!(
                 "{} total, {} active per token",
-                human(ck.model.num_params()),
-                human(ck.model.num_active_params())
+                human(ck.num_params),
+                human(ck.num_active_params())
             ),
         ),
         (
             "chat template",
-            if ck.codec.has_chat_template() {
-                "yes"
-            } else {
-                "no"
-            }
-            .into(),
+            if ck.has_chat_template { "yes" } else { "no" }.into(),
         ),
     ];
     for (k, v) in rows {
@@ -527,4 +545,9 @@ fn print_routing(ck: &Checkpoint, prompt: &[u32], generated: &[u32], rec: &Recor
         println!("{pos:>5}  {text:<16} {}", cells.join(" | "));
     }
     Ok(())
+}
+
+/// `bf16`, `f32`, … as the CLI spells dtypes.
+fn dtype_name(d: DType) -> String {
+    format!("{d:?}").to_lowercase()
 }

@@ -15,13 +15,15 @@
 //!   cannot be judged pair by pair: their differing tokens are counted and must stay rare (≤ 5%,
 //!   or no more than in HF's own bf16 run).
 //!
-//! Runs on the cpu (bf16 matmuls emulated with f32 accumulation), or on a GPU with
+//! Runs on the cpu (bf16 weights multiplied in place by the engine's kernels with f32
+//! accumulation, on the portable path and on the one this CPU has), or on a GPU with
 //! `MOESCOPE_TEST_DEVICE=cuda:N` in a cuda build.
 
 mod common;
 
 use candle_core::DType;
 use common::{fixture_model, run_case, test_device, Golden, FIXTURES};
+use moescope_engine::kernels::{self, KernelPath};
 use moescope_engine::routing::Scoring;
 use moescope_engine::{CaptureData, Checkpoint, MoeHook, RoutingPolicy};
 
@@ -161,8 +163,25 @@ fn check_case(name: &str, ck: &Checkpoint, golden: &Golden, case: &str, out: &mu
     out.skipped_tokens += keep.len() - compared.len();
 }
 
+/// Runs the comparison on every kernel path this CPU has that differs in arithmetic: the
+/// portable path (what a CPU without AVX2 runs, and what CI always exercises) and the one
+/// detected here. The whole comparison runs once per path inside this one test, so no other
+/// test in this binary sees a forced path.
 #[test]
 fn bf16_compute_matches_transformers_within_bf16_error() {
+    let detected = KernelPath::detect();
+    let mut paths = vec![KernelPath::Portable];
+    if detected != KernelPath::Portable {
+        paths.push(detected);
+    }
+    for path in paths {
+        assert!(kernels::force_path(path));
+        eprintln!("kernel path: {}", path.name());
+        compare_all_fixtures();
+    }
+}
+
+fn compare_all_fixtures() {
     let mut report = Vec::new();
     let mut failures = Vec::new();
     for name in FIXTURES {

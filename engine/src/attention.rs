@@ -1,7 +1,7 @@
 //! Grouped-query self-attention with RoPE, the q/k-norm variants, optional q/k/v bias and
 //! clamp, and a per-layer KV cache.
 
-use candle_core::Tensor;
+use candle_core::{DType, Tensor};
 
 use crate::config::{AttentionSpec, QkNorm};
 use crate::error::Result;
@@ -13,23 +13,54 @@ use crate::weights::Weights;
 /// Queries attended together in one block of a long prompt.
 const QUERY_BLOCK: usize = 128;
 
-/// The cache of one attention layer: two tensors `[batch, heads, cached, width]` grown along
-/// the sequence axis — keys and values for grouped-query attention, the compressed latent and
-/// the rotated key part for multi-head latent attention.
-#[derive(Debug, Clone, Default)]
+/// The cache of one attention layer: two tensors `[batch, heads, cached, width]` along the
+/// sequence axis — keys and values for grouped-query attention, the compressed latent and the
+/// rotated key part for multi-head latent attention. Held in buffers with room to spare
+/// ([`LayerKv::reserve`], else grown by doubling), written in place: a decode step copies only
+/// its own new entries, not the whole cache. Not `Clone`: two caches must never share a
+/// buffer that is written in place.
+#[derive(Debug, Default)]
 pub struct LayerKv {
+    /// The buffers, `[batch, heads, capacity, width]` each.
     parts: Option<(Tensor, Tensor)>,
+    /// Positions filled.
+    len: usize,
+    /// Positions the buffers should hold when first made.
+    reserved: usize,
 }
 
 impl LayerKv {
-    /// Appends this call's two tensors and returns everything cached so far.
+    /// Makes the buffers, when they are first allocated, hold at least `positions` positions.
+    pub fn reserve(&mut self, positions: usize) {
+        self.reserved = self.reserved.max(positions);
+    }
+
+    /// Appends this call's two tensors and returns views of everything cached so far.
     pub fn append(&mut self, a: Tensor, b: Tensor) -> Result<(Tensor, Tensor)> {
-        let all = match self.parts.take() {
-            Some((pa, pb)) => (Tensor::cat(&[&pa, &a], 2)?, Tensor::cat(&[&pb, &b], 2)?),
-            None => (a, b),
-        };
-        self.parts = Some(all.clone());
-        Ok(all)
+        let new = a.dim(2)?;
+        let needed = self.len + new;
+        let capacity = self.parts.as_ref().map_or(Ok(0), |(pa, _)| pa.dim(2))?;
+        if needed > capacity {
+            let capacity = needed.max(2 * capacity).max(self.reserved);
+            let grown = |old: Option<&Tensor>, like: &Tensor| -> Result<Tensor> {
+                let (bt, h, _, w) = like.dims4()?;
+                let buf = Tensor::zeros((bt, h, capacity, w), like.dtype(), like.device())?;
+                if let Some(old) = old.filter(|_| self.len > 0) {
+                    buf.slice_set(&old.narrow(2, 0, self.len)?.contiguous()?, 2, 0)?;
+                }
+                Ok(buf)
+            };
+            let old = self.parts.take();
+            self.parts = Some((
+                grown(old.as_ref().map(|p| &p.0), &a)?,
+                grown(old.as_ref().map(|p| &p.1), &b)?,
+            ));
+        }
+        let (pa, pb) = self.parts.as_ref().expect("allocated above");
+        pa.slice_set(&a.contiguous()?, 2, self.len)?;
+        pb.slice_set(&b.contiguous()?, 2, self.len)?;
+        self.len = needed;
+        Ok((pa.narrow(2, 0, needed)?, pb.narrow(2, 0, needed)?))
     }
 }
 
@@ -133,11 +164,18 @@ impl Attention {
         }
         let q = (rope.apply(&q.transpose(1, 2)?)? * s.softmax_scale)?;
         let k = rope.apply(&k.transpose(1, 2)?)?;
-        let v = v.transpose(1, 2)?.contiguous()?;
-        let (k, v) = cache.append(k, v)?;
-        let out = attend_causal(&q, &k, &v, mask, nkv, self.sinks.as_deref())?
+        let v = v.transpose(1, 2)?;
+        // On the cpu, bf16/f16 queries, keys and values are widened to f32 once, as they enter
+        // the cache (exactly: every 16-bit value is an f32), so a decode step never converts
+        // the whole cache; candle's cpu matmul has no bf16 kernel to use instead.
+        let wide = x.device().is_cpu() && x.dtype() != DType::F32;
+        let f32_if_wide =
+            |t: Tensor| -> Result<Tensor> { Ok(if wide { t.to_dtype(DType::F32)? } else { t }) };
+        let (k, v) = cache.append(f32_if_wide(k)?, f32_if_wide(v)?)?;
+        let out = attend_causal(&f32_if_wide(q)?, &k, &v, mask, nkv, self.sinks.as_deref())?
             .transpose(1, 2)?
-            .reshape((batch * seq, nh * d))?;
+            .reshape((batch * seq, nh * d))?
+            .to_dtype(x.dtype())?;
         self.o.forward(&out)
     }
 
@@ -206,5 +244,5 @@ fn attend(
     let scores = matmul(&qg, &k.t()?)?.reshape((batch, nh, seq, keys))?;
     let probs = masked_softmax(&scores, mask, sinks)?;
     let probs = probs.reshape((batch, nkv, groups * seq, keys))?;
-    Ok(matmul(&probs, &v.contiguous()?)?.reshape((batch, nh, seq, dv))?)
+    Ok(matmul(&probs, v)?.reshape((batch, nh, seq, dv))?)
 }

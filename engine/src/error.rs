@@ -140,6 +140,20 @@ pub enum EngineError {
         /// What was expected.
         message: String,
     },
+    /// Loading the weights would need more memory than the machine has available.
+    #[error("{path}: loading the weights as {dtype} needs {needed_gb:.1} GB but {available_gb:.1} GB of memory is available; {hint}")]
+    OutOfMemory {
+        /// The checkpoint folder.
+        path: PathBuf,
+        /// The dtype they would be held in.
+        dtype: String,
+        /// Bytes the loaded weights would take, in GB.
+        needed_gb: f64,
+        /// Memory available now (`MemAvailable`), in GB.
+        available_gb: f64,
+        /// What to do instead.
+        hint: String,
+    },
     /// A tensor operation failed inside the compute backend.
     #[error("tensor backend: {0}")]
     Backend(#[from] candle_core::Error),

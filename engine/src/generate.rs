@@ -146,8 +146,8 @@ pub fn generate(
         c.validate().map_err(EngineError::InvalidInput)?;
     }
     let mut rng = StdRng::seed_from_u64(opts.seed);
-    let mut cache = KvCache::new();
-    let mut weak_cache = KvCache::new();
+    let mut cache = KvCache::with_capacity(longest + opts.max_new_tokens);
+    let mut weak_cache = KvCache::with_capacity(longest + opts.max_new_tokens);
     let mut out: Vec<Generated> = (0..batch)
         .map(|_| Generated {
             tokens: Vec::new(),

@@ -4,7 +4,7 @@
 use candle_core::{Tensor, D};
 
 use crate::error::Result;
-use crate::ops::matmul;
+use crate::ops::linear;
 use crate::weights::Weights;
 
 /// `y = x Wᵀ (+ b)` for `x` of shape `[n, in]`.
@@ -39,7 +39,7 @@ impl Linear {
 
     /// Applies the map to `x` of shape `[n, in]`.
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let y = matmul(x, &self.weight.t()?)?;
+        let y = linear(x, &self.weight)?;
         Ok(match &self.bias {
             Some(b) => y.broadcast_add(b)?,
             None => y,
@@ -150,7 +150,7 @@ impl SwiGlu {
 
     /// Applies the MLP to `x` of shape `[n, hidden]`.
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let mut gu = matmul(x, &self.gate_up.t()?)?;
+        let mut gu = linear(x, &self.gate_up)?;
         if let Some(b) = &self.gate_up_bias {
             gu = gu.broadcast_add(b)?;
         }
@@ -165,7 +165,7 @@ impl SwiGlu {
                 ((up + 1.0)? * glu)?
             }
         };
-        let y = matmul(&h, &self.down.t()?)?;
+        let y = linear(&h, &self.down)?;
         Ok(match &self.down_bias {
             Some(b) => y.broadcast_add(b)?,
             None => y,

@@ -37,11 +37,13 @@ struct DecoderLayer {
 
 /// The state a sequence batch carries between forward calls: per-layer keys and values, and
 /// which cached positions are real tokens rather than padding.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Default)]
 pub struct KvCache {
     layers: Vec<LayerKv>,
     /// `valid[b][j]`: cached position `j` of row `b` is a real token.
     valid: Vec<Vec<bool>>,
+    /// Positions the layer buffers are first made for.
+    reserved: usize,
 }
 
 impl KvCache {
@@ -58,6 +60,15 @@ impl KvCache {
     /// Whether nothing is cached yet.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+
+    /// Sizes the cache for `positions` positions (prompt plus generated tokens) when its
+    /// buffers are first made, so a run of known length allocates them once.
+    pub fn with_capacity(positions: usize) -> Self {
+        Self {
+            reserved: positions,
+            ..Self::default()
+        }
     }
 }
 
@@ -213,7 +224,13 @@ impl MoeModel {
         opts.policy
             .validate(&c.moe_layers(), c.moe.num_experts, c.moe.top_k)?;
         if cache.layers.is_empty() {
-            cache.layers = vec![LayerKv::default(); self.layers.len()];
+            cache.layers = (0..self.layers.len())
+                .map(|_| {
+                    let mut kv = LayerKv::default();
+                    kv.reserve(cache.reserved);
+                    kv
+                })
+                .collect();
             cache.valid = vec![Vec::new(); batch];
         }
         let past = cache.len();

@@ -6,6 +6,7 @@ use candle_core::{DType, Device, Tensor};
 use crate::attribution::ExpertGates;
 use crate::config::{Architecture, MoeSpec};
 use crate::error::Result;
+use crate::experts::RoutedExperts;
 use crate::hooks::{CaptureData, HookPoint, MoeHook, Recorder};
 use crate::layers::{Linear, SwiGlu};
 use crate::policy::{Phase, RoutingPolicy};
@@ -77,52 +78,6 @@ struct SharedExpert {
     gate: Option<Linear>,
 }
 
-/// Loads GPT-OSS experts (see [`ExpertLayout::InterleavedInOut`]) into the engine's
-/// gate-then-up layout.
-fn load_interleaved_experts(
-    w: &Weights,
-    prefix: &str,
-    spec: &MoeSpec,
-    hidden: usize,
-) -> Result<Vec<SwiGlu>> {
-    let (e, inter) = (spec.num_experts, spec.expert_intermediate_size);
-    let gate_up_name = format!("{prefix}.gate_up_proj");
-    let down_name = format!("{prefix}.down_proj");
-    // Both end up [E, out, in].
-    let (gate_up, down) = if w.contains(&format!("{gate_up_name}_blocks")) {
-        (
-            w.get_mxfp4(&gate_up_name, [e, 2 * inter, hidden])?,
-            w.get_mxfp4(&down_name, [e, hidden, inter])?,
-        )
-    } else {
-        (
-            w.get(&gate_up_name, &[e, hidden, 2 * inter])?
-                .transpose(1, 2)?,
-            w.get(&down_name, &[e, inter, hidden])?.transpose(1, 2)?,
-        )
-    };
-    let gate_up_bias = w.get(&format!("{gate_up_name}_bias"), &[e, 2 * inter])?;
-    let down_bias = w.get(&format!("{down_name}_bias"), &[e, hidden])?;
-    let device = w.device();
-    let even: Vec<u32> = (0..inter as u32).map(|i| 2 * i).collect();
-    let odd: Vec<u32> = (0..inter as u32).map(|i| 2 * i + 1).collect();
-    // Gate rows first, then up rows: the order SwiGlu expects.
-    let order = Tensor::new([even, odd].concat().as_slice(), device)?;
-    (0..e)
-        .map(|i| {
-            let gu = gate_up.get(i)?.index_select(&order, 0)?;
-            let gu_bias = gate_up_bias.get(i)?.index_select(&order, 0)?;
-            Ok(
-                SwiGlu::from_fused(gu, down.get(i)?.contiguous()?)?.with_biases(
-                    Some(gu_bias),
-                    Some(down_bias.get(i)?),
-                    spec.expert_activation,
-                ),
-            )
-        })
-        .collect()
-}
-
 /// Per-call inputs of the MoE block that are not tensors.
 pub struct MoeCall<'a> {
     /// Interventions on routing.
@@ -141,7 +96,7 @@ pub struct MoeBlock {
     layer: usize,
     router: Linear,
     selection_bias: Option<Vec<f32>>,
-    experts: Vec<SwiGlu>,
+    experts: RoutedExperts,
     shared: Option<SharedExpert>,
     spec: MoeSpec,
     device: Device,
@@ -160,7 +115,7 @@ impl MoeBlock {
         hidden: usize,
     ) -> Result<Self> {
         let block = format!("{prefix}.{}", names.block);
-        let (e, inter) = (spec.num_experts, spec.expert_intermediate_size);
+        let e = spec.num_experts;
         let router_name = format!("{block}.{}", names.router);
         let router = Linear::load(w, &router_name, hidden, e, spec.router_bias)?;
         let selection_bias = if spec.selection_bias {
@@ -169,28 +124,7 @@ impl MoeBlock {
         } else {
             None
         };
-        let fused = format!("{block}.experts.gate_up_proj");
-        let experts = if names.layout == ExpertLayout::InterleavedInOut {
-            load_interleaved_experts(w, &format!("{block}.experts"), spec, hidden)?
-        } else if w.contains(&fused) {
-            let gate_up = w.get(&fused, &[e, 2 * inter, hidden])?;
-            let down = w.get(&format!("{block}.experts.down_proj"), &[e, hidden, inter])?;
-            (0..e)
-                .map(|i| SwiGlu::from_fused(gate_up.get(i)?, down.get(i)?))
-                .collect::<Result<Vec<_>>>()?
-        } else {
-            (0..e)
-                .map(|i| {
-                    SwiGlu::load(
-                        w,
-                        &format!("{block}.experts.{i}"),
-                        names.expert_proj,
-                        hidden,
-                        inter,
-                    )
-                })
-                .collect::<Result<Vec<_>>>()?
-        };
+        let experts = RoutedExperts::load(w, &block, spec, names, hidden)?;
         let shared = match &spec.shared_expert {
             None => None,
             Some(s) => Some(SharedExpert {
@@ -227,7 +161,7 @@ impl MoeBlock {
 
     /// Number of weight values in one routed expert.
     pub fn expert_params(&self) -> usize {
-        self.experts.first().map_or(0, SwiGlu::num_params)
+        self.experts.params_per_expert()
     }
 
     /// Runs the block on `x` of shape `[tokens, hidden]`.
@@ -286,6 +220,48 @@ impl MoeBlock {
             });
         }
 
+        let grouped =
+            tracked_weights.is_none() && call.gates.is_none() && self.experts.grouped_applies(x);
+        let mut out = if grouped {
+            let g = self.experts.forward_grouped(x, &routing, want_maxabs)?;
+            if let Some(rec) = call.recorder.as_deref_mut() {
+                if want_maxabs {
+                    rec.record(
+                        HookPoint {
+                            layer: self.layer,
+                            hook: MoeHook::ExpertOutMaxAbs,
+                        },
+                        [tokens, k],
+                        CaptureData::F32(g.max_abs),
+                    );
+                }
+            }
+            g.sum.to_dtype(x.dtype())?
+        } else {
+            self.forward_each_expert(x, &routing, &tracked_weights, call, want_maxabs)?
+        };
+        if let Some(shared) = &self.shared {
+            let mut s = shared.mlp.forward(x)?;
+            if let Some(g) = &shared.gate {
+                s = s.broadcast_mul(&candle_nn::ops::sigmoid(&g.forward(x)?)?)?;
+            }
+            out = (out + s)?;
+        }
+        Ok(out)
+    }
+
+    /// The routed experts one at a time on their tokens with candle ops: the path for other
+    /// devices, f32 weights and gradient computations. Returns the weighted sum in `x`'s dtype.
+    fn forward_each_expert(
+        &self,
+        x: &Tensor,
+        routing: &crate::routing::Routing,
+        tracked_weights: &Option<Tensor>,
+        call: &mut MoeCall<'_>,
+        want_maxabs: bool,
+    ) -> Result<Tensor> {
+        let (e, k) = (self.spec.num_experts, routing.top_k);
+        let tokens = x.dim(0)?;
         // Group (token, slot) pairs by expert so each expert runs once on all its tokens.
         let mut by_expert: Vec<Vec<usize>> = vec![Vec::new(); e];
         for (slot, &id) in routing.ids.iter().enumerate() {
@@ -305,7 +281,10 @@ impl MoeBlock {
             let token_ids: Vec<u32> = slots.iter().map(|&s| (s / k) as u32).collect();
             let weights: Vec<f32> = slots.iter().map(|&s| routing.weights[s]).collect();
             let idx = Tensor::new(token_ids.as_slice(), &self.device)?;
-            let y = self.experts[expert].forward(&x.index_select(&idx, 0)?)?;
+            let y = self
+                .experts
+                .expert(expert)
+                .forward(&x.index_select(&idx, 0)?)?;
             if want_maxabs {
                 let m: Vec<f32> = y.abs()?.max(1)?.to_dtype(DType::F32)?.to_vec1()?;
                 for (&s, v) in slots.iter().zip(m) {
@@ -346,17 +325,9 @@ impl MoeBlock {
             }
         }
         let idx = Tensor::new(rows.as_slice(), &self.device)?;
-        let mut out = Tensor::zeros(x.shape(), DType::F32, &self.device)?
+        Ok(Tensor::zeros(x.shape(), DType::F32, &self.device)?
             .index_add(&idx, &Tensor::cat(&outputs, 0)?, 0)?
-            .to_dtype(x.dtype())?;
-        if let Some(shared) = &self.shared {
-            let mut s = shared.mlp.forward(x)?;
-            if let Some(g) = &shared.gate {
-                s = s.broadcast_mul(&candle_nn::ops::sigmoid(&g.forward(x)?)?)?;
-            }
-            out = (out + s)?;
-        }
-        Ok(out)
+            .to_dtype(x.dtype())?)
     }
 
     /// The chosen experts' mixing weights `[tokens × k]` as a function of the router logits

@@ -4,6 +4,7 @@ use candle_core::{CpuStorage, CustomOp2, DType, Layout, Shape, Tensor};
 use rayon::prelude::*;
 
 use crate::error::Result;
+use crate::kernels::{self, HalfMatrix};
 
 /// Additive attention-mask value for a hidden key: finite, so that a row with no visible key
 /// (a padding query) stays finite in the unfused path too.
@@ -60,6 +61,80 @@ pub fn matmul(a: &Tensor, b: &Tensor) -> Result<Tensor> {
         return Ok(product.to_dtype(DType::BF16)?);
     }
     Ok(a.matmul(b)?)
+}
+
+/// `x Wᵀ` for activations `x` `[…, k]` and a weight `W` `[m, k]` as stored in the checkpoint.
+/// On the cpu, bf16 and f16 weights are multiplied in place by [`crate::kernels`] (converted
+/// a few values at a time inside the kernel, accumulated in f32, the result rounded to `x`'s
+/// dtype); other devices and dtypes, and gradient computations, use [`matmul`].
+pub fn linear(x: &Tensor, w: &Tensor) -> Result<Tensor> {
+    let half_weights = matches!(w.dtype(), DType::BF16 | DType::F16);
+    if half_weights && x.device().is_cpu() && w.rank() == 2 && !x.track_op() {
+        let x = x.contiguous()?;
+        let w = w.contiguous()?;
+        return Ok(x.apply_op2_no_bwd(&w, &HalfLinear)?);
+    }
+    matmul(x, &w.t()?)
+}
+
+/// The candle op behind [`linear`] on the cpu.
+struct HalfLinear;
+
+impl CustomOp2 for HalfLinear {
+    fn name(&self) -> &'static str {
+        "half-linear"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        let (Some((x0, x1)), Some((w0, w1))) = (l1.contiguous_offsets(), l2.contiguous_offsets())
+        else {
+            candle_core::bail!("half-linear expects contiguous operands");
+        };
+        let dims = l1.shape().dims();
+        let k = *dims.last().unwrap_or(&0);
+        let (m, wk) = l2.shape().dims2()?;
+        if wk != k {
+            candle_core::bail!(
+                "half-linear: x {:?} does not fit W {:?}",
+                l1.shape(),
+                l2.shape()
+            );
+        }
+        let n = l1.shape().elem_count() / k.max(1);
+        let x: std::borrow::Cow<[f32]> = match s1 {
+            CpuStorage::F32(v) => std::borrow::Cow::Borrowed(&v[x0..x1]),
+            CpuStorage::BF16(v) => v[x0..x1].iter().map(|h| h.to_f32()).collect(),
+            CpuStorage::F16(v) => v[x0..x1].iter().map(|h| h.to_f32()).collect(),
+            _ => candle_core::bail!("half-linear: activations must be f32, bf16 or f16"),
+        };
+        let w = match s2 {
+            CpuStorage::BF16(v) => HalfMatrix::Bf16(&v[w0..w1]),
+            CpuStorage::F16(v) => HalfMatrix::F16(&v[w0..w1]),
+            _ => candle_core::bail!("half-linear: weights must be bf16 or f16"),
+        };
+        let mut out = vec![0f32; n * m];
+        kernels::matmul_t(&x, n, k, w, m, &mut out);
+        let mut shape = dims.to_vec();
+        if let Some(last) = shape.last_mut() {
+            *last = m;
+        }
+        let storage = match s1 {
+            CpuStorage::BF16(_) => {
+                CpuStorage::BF16(out.par_iter().map(|&v| half::bf16::from_f32(v)).collect())
+            }
+            CpuStorage::F16(_) => {
+                CpuStorage::F16(out.par_iter().map(|&v| half::f16::from_f32(v)).collect())
+            }
+            _ => CpuStorage::F32(out),
+        };
+        Ok((storage, Shape::from(shape)))
+    }
 }
 
 struct MaskedSoftmax {

@@ -88,19 +88,35 @@ impl Weights {
     /// device.
     pub fn get(&self, name: &str, shape: &[usize]) -> Result<Tensor> {
         let (shard, info) = self.info(name, shape)?;
-        let dtype = match info.dtype {
-            StDtype::F32 => DType::F32,
-            StDtype::BF16 => DType::BF16,
-            StDtype::F16 => DType::F16,
-            other => {
+        let dtype = float_dtype(shard, name, info)?;
+        let tensor = Tensor::from_raw_buffer(shard.bytes(info), dtype, shape, &Device::Cpu)?;
+        Ok(tensor.to_dtype(self.dtype)?.to_device(&self.device)?)
+    }
+
+    /// Loads the tensors `names`, each of shape `shape` and all of one dtype, stacked along a
+    /// new first axis (`[names.len(), shape…]`) in the compute dtype: the experts of a layer
+    /// stored one tensor per expert become one tensor, as grouped kernels want them.
+    pub fn get_stacked(&self, names: &[String], shape: &[usize]) -> Result<Tensor> {
+        let mut bytes = Vec::new();
+        let mut dtype = None;
+        for name in names {
+            let (shard, info) = self.info(name, shape)?;
+            let d = float_dtype(shard, name, info)?;
+            if *dtype.get_or_insert(d) != d {
                 return Err(EngineError::WrongDtype {
                     path: shard.path.clone(),
-                    name: name.to_string(),
-                    dtype: format!("{other:?}"),
-                })
+                    name: name.clone(),
+                    dtype: format!("{d:?} (the other tensors it is stacked with are {dtype:?})"),
+                });
             }
-        };
-        let tensor = Tensor::from_raw_buffer(shard.bytes(info), dtype, shape, &Device::Cpu)?;
+            bytes.extend_from_slice(shard.bytes(info));
+        }
+        let full: Vec<usize> = std::iter::once(names.len())
+            .chain(shape.iter().copied())
+            .collect();
+        let dtype = dtype.unwrap_or(self.dtype);
+        let tensor = Tensor::from_raw_buffer(&bytes, dtype, full.as_slice(), &Device::Cpu)?;
+        drop(bytes);
         Ok(tensor.to_dtype(self.dtype)?.to_device(&self.device)?)
     }
 
@@ -176,33 +192,96 @@ impl Weights {
     /// Number of model parameters: every stored value, with each MXFP4 block byte counted as
     /// the two weights it packs and MXFP4 scales not counted.
     pub fn num_params(&self) -> usize {
-        let mut n = 0;
-        for shard in &self.shards {
-            for (name, info) in shard.metadata.tensors() {
-                let values: usize = info.shape.iter().product();
-                let mxfp4 = info.dtype == StDtype::U8;
-                n += match () {
-                    _ if mxfp4 && name.ends_with("_blocks") => 2 * values,
-                    _ if mxfp4 && name.ends_with("_scales") => 0,
-                    _ => values,
-                };
-            }
+        self.tensors()
+            .map(|(name, info)| param_count(&name, info))
+            .sum()
+    }
+
+    /// Parameters of the routed experts (tensors under `.experts.`), which a token uses only
+    /// `top_k / num_experts` of.
+    pub fn routed_expert_params(&self) -> usize {
+        self.tensors()
+            .filter(|(name, _)| name.contains(".experts."))
+            .map(|(name, info)| param_count(&name, info))
+            .sum()
+    }
+
+    /// Bytes the weights take once loaded in `dtype`: float tensors as stored when `dtype` is
+    /// their stored dtype, else converted; MXFP4 experts dequantised to `dtype`.
+    pub fn loaded_bytes(&self, dtype: DType) -> u64 {
+        self.tensors()
+            .map(|(name, info)| param_count(&name, info) as u64 * dtype.size_in_bytes() as u64)
+            .sum()
+    }
+
+    /// The float dtype that holds most of the stored values (what transformers' `dtype="auto"`
+    /// loads), or `None` when no tensor is f32, bf16 or f16.
+    pub fn stored_dtype(&self) -> Option<DType> {
+        let mut counts = [(DType::F32, 0usize), (DType::BF16, 0), (DType::F16, 0)];
+        for (_, info) in self.tensors() {
+            let slot = match info.dtype {
+                StDtype::F32 => 0,
+                StDtype::BF16 => 1,
+                StDtype::F16 => 2,
+                _ => continue,
+            };
+            counts[slot].1 += info.shape.iter().product::<usize>();
         }
-        n
+        counts
+            .into_iter()
+            .filter(|&(_, n)| n > 0)
+            .max_by_key(|&(_, n)| n)
+            .map(|(d, _)| d)
     }
 
     /// Number of values stored per dtype, over every tensor.
     pub fn dtype_counts(&self) -> DtypeCounts {
         let mut counts: HashMap<String, usize> = HashMap::new();
-        for shard in &self.shards {
-            for info in shard.metadata.tensors().values() {
-                *counts.entry(format!("{:?}", info.dtype)).or_default() +=
-                    info.shape.iter().product::<usize>();
-            }
+        for (_, info) in self.tensors() {
+            *counts.entry(format!("{:?}", info.dtype)).or_default() +=
+                info.shape.iter().product::<usize>();
         }
         let mut v: Vec<_> = counts.into_iter().collect();
         v.sort();
         DtypeCounts(v)
+    }
+
+    /// Bytes of tensor data in the safetensors files.
+    pub fn stored_bytes(&self) -> u64 {
+        self.tensors()
+            .map(|(_, info)| (info.data_offsets.1 - info.data_offsets.0) as u64)
+            .sum()
+    }
+
+    /// Every tensor's name and header entry, across shards.
+    fn tensors(&self) -> impl Iterator<Item = (String, &safetensors::tensor::TensorInfo)> {
+        self.shards.iter().flat_map(|s| s.metadata.tensors())
+    }
+}
+
+/// The candle dtype of a float tensor; other stored dtypes are an error naming the tensor.
+fn float_dtype(shard: &Shard, name: &str, info: &safetensors::tensor::TensorInfo) -> Result<DType> {
+    match info.dtype {
+        StDtype::F32 => Ok(DType::F32),
+        StDtype::BF16 => Ok(DType::BF16),
+        StDtype::F16 => Ok(DType::F16),
+        other => Err(EngineError::WrongDtype {
+            path: shard.path.clone(),
+            name: name.to_string(),
+            dtype: format!("{other:?}"),
+        }),
+    }
+}
+
+/// Parameters one stored tensor holds: its values, two per MXFP4 block byte, none for MXFP4
+/// scales.
+fn param_count(name: &str, info: &safetensors::tensor::TensorInfo) -> usize {
+    let values: usize = info.shape.iter().product();
+    let mxfp4 = info.dtype == StDtype::U8;
+    match () {
+        _ if mxfp4 && name.ends_with("_blocks") => 2 * values,
+        _ if mxfp4 && name.ends_with("_scales") => 0,
+        _ => values,
     }
 }
 

@@ -1,0 +1,404 @@
+//! The routed experts of one MoE layer, stored stacked — `gate_up` `[E, 2I, H]` (each expert's
+//! gate rows, then its up rows) and `down` `[E, H, I]` — whatever layout the checkpoint uses,
+//! and their grouped execution on the cpu: the tokens are sorted by expert once per layer and
+//! every expert's product runs in one parallel pass over the threads (the layout a GPU grouped
+//! kernel wants too).
+
+use candle_core::{CpuStorage, DType, Storage, Tensor};
+use half::f16;
+use rayon::prelude::*;
+
+use crate::config::MoeSpec;
+use crate::error::{EngineError, Result};
+use crate::kernels::{self, HalfMatrix, RowGroup};
+use crate::layers::{GluActivation, SwiGlu};
+use crate::moe::{ExpertLayout, MoeNames};
+use crate::routing::Routing;
+use crate::weights::Weights;
+
+/// One layer's routed experts.
+#[derive(Debug, Clone)]
+pub struct RoutedExperts {
+    gate_up: Tensor,
+    gate_up_bias: Option<Tensor>,
+    down: Tensor,
+    down_bias: Option<Tensor>,
+    activation: GluActivation,
+    /// Per-expert views of the stacked tensors (no copies), for the general path: other
+    /// devices, f32 weights and gradient computations.
+    views: Vec<SwiGlu>,
+}
+
+/// What the grouped path returns: the experts' weighted sum and, when asked, each
+/// (token, slot)'s largest |expert output|.
+pub struct GroupedOutput {
+    /// `Σ_slot weight · expert(x)` per token, `[tokens, hidden]`, f32.
+    pub sum: Tensor,
+    /// `[tokens · k]` max |output| of each chosen expert (empty unless asked for).
+    pub max_abs: Vec<f32>,
+}
+
+impl RoutedExperts {
+    /// Loads the experts of the MoE block `block` (`model.layers.{l}.mlp`) in any of the
+    /// layouts [`ExpertLayout`] names, stacked.
+    pub fn load(
+        w: &Weights,
+        block: &str,
+        spec: &MoeSpec,
+        names: MoeNames,
+        hidden: usize,
+    ) -> Result<Self> {
+        let (e, inter) = (spec.num_experts, spec.expert_intermediate_size);
+        let fused = format!("{block}.experts.gate_up_proj");
+        let (gate_up, down, gate_up_bias, down_bias) = if names.layout
+            == ExpertLayout::InterleavedInOut
+        {
+            load_interleaved(w, &format!("{block}.experts"), e, inter, hidden)?
+        } else if w.contains(&fused) {
+            let gate_up = w.get(&fused, &[e, 2 * inter, hidden])?;
+            let down = w.get(&format!("{block}.experts.down_proj"), &[e, hidden, inter])?;
+            (gate_up, down, None, None)
+        } else {
+            let [g, u, d] = names.expert_proj;
+            let name = |i: usize, p: &str| format!("{block}.experts.{i}.{p}.weight");
+            let gate_up_names: Vec<String> =
+                (0..e).flat_map(|i| [name(i, g), name(i, u)]).collect();
+            let down_names: Vec<String> = (0..e).map(|i| name(i, d)).collect();
+            let gate_up =
+                w.get_stacked(&gate_up_names, &[inter, hidden])?
+                    .reshape((e, 2 * inter, hidden))?;
+            let down = w.get_stacked(&down_names, &[hidden, inter])?;
+            (gate_up, down, None, None)
+        };
+        let activation = spec.expert_activation;
+        let views = (0..e)
+            .map(|i| {
+                let bias = |b: &Option<Tensor>| b.as_ref().map(|b| b.get(i)).transpose();
+                Ok(
+                    SwiGlu::from_fused(gate_up.get(i)?, down.get(i)?)?.with_biases(
+                        bias(&gate_up_bias)?,
+                        bias(&down_bias)?,
+                        activation,
+                    ),
+                )
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Self {
+            gate_up,
+            gate_up_bias,
+            down,
+            down_bias,
+            activation,
+            views,
+        })
+    }
+
+    /// Expert `e` as an MLP (views of the stacked weights).
+    pub fn expert(&self, e: usize) -> &SwiGlu {
+        &self.views[e]
+    }
+
+    /// Number of weight values in one expert.
+    pub fn params_per_expert(&self) -> usize {
+        self.views.first().map_or(0, SwiGlu::num_params)
+    }
+
+    /// Whether [`RoutedExperts::forward_grouped`] serves `x`: on the cpu, with bf16 or f16
+    /// weights, outside gradient computations.
+    pub fn grouped_applies(&self, x: &Tensor) -> bool {
+        x.device().is_cpu()
+            && matches!(self.gate_up.dtype(), DType::BF16 | DType::F16)
+            && !x.track_op()
+    }
+
+    /// Runs every token's chosen experts on `x` `[tokens, hidden]`: tokens sorted by expert,
+    /// the gate/up products of all experts in one grouped pass, the activation, the down
+    /// products in a second grouped pass, and the weighted sum per token in f32. Intermediate
+    /// results are rounded to `x`'s dtype where the general path's bf16/f16 operations round
+    /// them, so both paths compute the same thing.
+    pub fn forward_grouped(
+        &self,
+        x: &Tensor,
+        routing: &Routing,
+        want_max_abs: bool,
+    ) -> Result<GroupedOutput> {
+        match x.dtype() {
+            DType::BF16 => self.grouped_as::<Bf16Rounding>(x, routing, want_max_abs),
+            DType::F16 => self.grouped_as::<F16Rounding>(x, routing, want_max_abs),
+            _ => self.grouped_as::<NoRounding>(x, routing, want_max_abs),
+        }
+    }
+
+    /// [`RoutedExperts::forward_grouped`] with intermediate results rounded by `R`.
+    fn grouped_as<R: Rounding>(
+        &self,
+        x: &Tensor,
+        routing: &Routing,
+        want_max_abs: bool,
+    ) -> Result<GroupedOutput> {
+        let (e, two_i, hidden) = self.gate_up.dims3()?;
+        let inter = two_i / 2;
+        let tokens = x.dim(0)?;
+        let k = routing.top_k;
+        let round = R::round;
+        let xs: Vec<f32> = x.to_dtype(DType::F32)?.flatten_all()?.to_vec1()?;
+
+        // Slots sorted by expert (a counting sort), and each slot's row in that order.
+        let mut starts = vec![0usize; e + 1];
+        for &id in &routing.ids {
+            starts[id as usize + 1] += 1;
+        }
+        for i in 0..e {
+            starts[i + 1] += starts[i];
+        }
+        let mut next = starts.clone();
+        let mut row_of_slot = vec![0usize; routing.ids.len()];
+        let mut slot_of_row = vec![0usize; routing.ids.len()];
+        for (slot, &id) in routing.ids.iter().enumerate() {
+            let row = next[id as usize];
+            next[id as usize] += 1;
+            row_of_slot[slot] = row;
+            slot_of_row[row] = slot;
+        }
+        let rows = routing.ids.len();
+        let mut xg = vec![0f32; rows * hidden];
+        xg.par_chunks_mut(hidden)
+            .zip(slot_of_row.par_iter())
+            .for_each(|(dst, &slot)| {
+                let t = slot / k;
+                dst.copy_from_slice(&xs[t * hidden..(t + 1) * hidden]);
+            });
+
+        let gate_up = HalfStorage::of(&self.gate_up)?;
+        let down = HalfStorage::of(&self.down)?;
+
+        let mut gu = vec![0f32; rows * two_i];
+        let gate_up_groups = expert_groups(&gate_up, &starts, two_i * hidden);
+        kernels::matmul_t_grouped(&xg, hidden, two_i, &gate_up_groups, &mut gu);
+        let gu_bias = self.bias_rows(&self.gate_up_bias)?;
+        let mut h = vec![0f32; rows * inter];
+        h.par_chunks_mut(inter)
+            .zip(gu.par_chunks(two_i))
+            .zip(slot_of_row.par_iter())
+            .for_each(|((h, gu), &slot)| {
+                let bias = gu_bias
+                    .as_ref()
+                    .map(|b| &b[routing.ids[slot] as usize * two_i..][..two_i]);
+                let at = |j: usize| round(round(gu[j]) + bias.map_or(0.0, |b| b[j]));
+                for (j, out) in h.iter_mut().enumerate() {
+                    *out = glu(self.activation, at(j), at(inter + j), round);
+                }
+            });
+        drop(gu);
+        let mut y = vec![0f32; rows * hidden];
+        let down_groups = expert_groups(&down, &starts, hidden * inter);
+        kernels::matmul_t_grouped(&h, inter, hidden, &down_groups, &mut y);
+        let down_bias = self.bias_rows(&self.down_bias)?;
+        y.par_chunks_mut(hidden)
+            .zip(slot_of_row.par_iter())
+            .for_each(|(y, &slot)| {
+                let bias = down_bias
+                    .as_ref()
+                    .map(|b| &b[routing.ids[slot] as usize * hidden..][..hidden]);
+                for (j, v) in y.iter_mut().enumerate() {
+                    *v = round(round(*v) + bias.map_or(0.0, |b| b[j]));
+                }
+            });
+        let max_abs = if want_max_abs {
+            row_of_slot
+                .iter()
+                .map(|&r| {
+                    y[r * hidden..(r + 1) * hidden]
+                        .iter()
+                        .fold(0f32, |m, v| m.max(v.abs()))
+                })
+                .collect()
+        } else {
+            Vec::new()
+        };
+        let mut sum = vec![0f32; tokens * hidden];
+        sum.par_chunks_mut(hidden).enumerate().for_each(|(t, out)| {
+            for slot in t * k..(t + 1) * k {
+                let (r, wt) = (row_of_slot[slot], routing.weights[slot]);
+                for (o, v) in out.iter_mut().zip(&y[r * hidden..(r + 1) * hidden]) {
+                    *o += v * wt;
+                }
+            }
+        });
+        Ok(GroupedOutput {
+            sum: Tensor::from_vec(sum, (tokens, hidden), x.device())?,
+            max_abs,
+        })
+    }
+
+    /// A bias tensor `[E, width]` as f32 values.
+    fn bias_rows(&self, bias: &Option<Tensor>) -> Result<Option<Vec<f32>>> {
+        bias.as_ref()
+            .map(|b| Ok(b.to_dtype(DType::F32)?.flatten_all()?.to_vec1()?))
+            .transpose()
+    }
+}
+
+/// One row group per expert with tokens: expert `i`'s rows `starts[i]..starts[i + 1]` and its
+/// `per` weight values.
+fn expert_groups<'a>(w: &'a HalfStorage<'_>, starts: &[usize], per: usize) -> Vec<RowGroup<'a>> {
+    starts
+        .windows(2)
+        .enumerate()
+        .filter(|(_, s)| s[1] > s[0])
+        .map(|(i, s)| RowGroup {
+            rows: s[0]..s[1],
+            w: w.matrix(i * per, per),
+        })
+        .collect()
+}
+
+/// `act(gate, up)` for one value pair, rounding where the general path's ops round.
+#[inline(always)]
+fn glu(activation: GluActivation, gate: f32, up: f32, round: impl Fn(f32) -> f32) -> f32 {
+    match activation {
+        GluActivation::Silu => round(round(gate / (1.0 + (-gate).exp())) * up),
+        GluActivation::ClampedSwiGlu { alpha, limit } => {
+            let gate = gate.min(limit);
+            let up = up.clamp(-limit, limit);
+            let glu = round(gate * round(1.0 / (1.0 + (-round(gate * alpha)).exp())));
+            round(round(up + 1.0) * glu)
+        }
+    }
+}
+
+/// Rounding an f32 to what the activations' dtype can hold, chosen once per call so the
+/// per-element loops are monomorphic.
+trait Rounding {
+    fn round(v: f32) -> f32;
+}
+
+/// To the nearest bf16 (ties to even), as candle's bf16 ops round.
+struct Bf16Rounding;
+
+impl Rounding for Bf16Rounding {
+    #[inline(always)]
+    fn round(v: f32) -> f32 {
+        let bits = v.to_bits();
+        if v.is_nan() {
+            return v;
+        }
+        let rounded = bits.wrapping_add(0x7fff + ((bits >> 16) & 1)) & 0xffff_0000;
+        f32::from_bits(rounded)
+    }
+}
+
+/// To the nearest f16.
+struct F16Rounding;
+
+impl Rounding for F16Rounding {
+    #[inline(always)]
+    fn round(v: f32) -> f32 {
+        f16::from_f32(v).to_f32()
+    }
+}
+
+/// f32 activations: nothing to round.
+struct NoRounding;
+
+impl Rounding for NoRounding {
+    #[inline(always)]
+    fn round(v: f32) -> f32 {
+        v
+    }
+}
+
+/// A read lock on a stacked cpu weight and its 16-bit values.
+struct HalfStorage<'a> {
+    guard: std::sync::RwLockReadGuard<'a, Storage>,
+    range: std::ops::Range<usize>,
+}
+
+impl<'a> HalfStorage<'a> {
+    fn of(t: &'a Tensor) -> Result<Self> {
+        let (guard, layout) = t.storage_and_layout();
+        let range = layout
+            .contiguous_offsets()
+            .map(|(a, b)| a..b)
+            .ok_or_else(|| {
+                EngineError::InvalidInput("stacked expert weights must be contiguous".into())
+            })?;
+        Ok(Self { guard, range })
+    }
+
+    /// The `len` values from `start` (relative to the tensor) as a weight matrix.
+    fn matrix(&self, start: usize, len: usize) -> HalfMatrix<'_> {
+        let at = self.range.start + start..self.range.start + start + len;
+        match &*self.guard {
+            Storage::Cpu(CpuStorage::BF16(v)) => HalfMatrix::Bf16(&v[at]),
+            Storage::Cpu(CpuStorage::F16(v)) => HalfMatrix::F16(&v[at]),
+            _ => unreachable!("grouped_applies checked for 16-bit cpu weights"),
+        }
+    }
+}
+
+/// Loads GPT-OSS experts (see [`ExpertLayout::InterleavedInOut`]) into the stacked
+/// gate-then-up layout, with their biases.
+#[allow(clippy::type_complexity)]
+fn load_interleaved(
+    w: &Weights,
+    prefix: &str,
+    e: usize,
+    inter: usize,
+    hidden: usize,
+) -> Result<(Tensor, Tensor, Option<Tensor>, Option<Tensor>)> {
+    let gate_up_name = format!("{prefix}.gate_up_proj");
+    let down_name = format!("{prefix}.down_proj");
+    // Both end up [E, out, in].
+    let (gate_up, down) = if w.contains(&format!("{gate_up_name}_blocks")) {
+        (
+            w.get_mxfp4(&gate_up_name, [e, 2 * inter, hidden])?,
+            w.get_mxfp4(&down_name, [e, hidden, inter])?,
+        )
+    } else {
+        (
+            w.get(&gate_up_name, &[e, hidden, 2 * inter])?
+                .transpose(1, 2)?,
+            w.get(&down_name, &[e, inter, hidden])?.transpose(1, 2)?,
+        )
+    };
+    let gate_up_bias = w.get(&format!("{gate_up_name}_bias"), &[e, 2 * inter])?;
+    let down_bias = w.get(&format!("{down_name}_bias"), &[e, hidden])?;
+    let even: Vec<u32> = (0..inter as u32).map(|i| 2 * i).collect();
+    let odd: Vec<u32> = (0..inter as u32).map(|i| 2 * i + 1).collect();
+    // Gate rows first, then up rows: the order the stacked layout uses.
+    let order = Tensor::new([even, odd].concat().as_slice(), w.device())?;
+    Ok((
+        gate_up.contiguous()?.index_select(&order, 1)?,
+        down.contiguous()?,
+        Some(gate_up_bias.index_select(&order, 1)?),
+        Some(down_bias),
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bf16_rounding_matches_the_half_crate() {
+        let mut v = 1.0e-30f32;
+        let specials = [
+            0.0,
+            -0.0,
+            1.0,
+            -1.0,
+            f32::MAX,
+            f32::MIN_POSITIVE,
+            3.3895314e38,
+        ];
+        for x in specials.into_iter().chain(std::iter::from_fn(|| {
+            v *= -1.37;
+            (v.abs() < 1e30).then_some(v)
+        })) {
+            let want = half::bf16::from_f32(x).to_f32();
+            assert_eq!(Bf16Rounding::round(x).to_bits(), want.to_bits(), "{x}");
+        }
+        assert!(Bf16Rounding::round(f32::NAN).is_nan());
+    }
+}

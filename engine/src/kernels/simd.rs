@@ -1,0 +1,318 @@
+//! One [`Kernel`] per instruction set: how one step of the shared dimension is loaded,
+//! converted to f32 (or kept as bf16 pairs) and multiplied into an accumulator. The tiled
+//! driver is generic over it; the `#[target_feature]` entry points below instantiate it for
+//! each path, so the intrinsics are inlined into code compiled for that CPU.
+
+use half::{bf16, f16};
+
+use super::tiles::{run_block, Block};
+use super::{HalfMatrix, KernelPath};
+
+/// The per-instruction-set operations of the micro-kernel.
+pub trait Kernel {
+    /// Activation element as the kernel reads it.
+    type X: Copy;
+    /// Weight element.
+    type W: Copy;
+    /// One step of activations in registers.
+    type XV: Copy;
+    /// One step of weights in registers.
+    type WV: Copy;
+    /// An accumulator of partial dot products.
+    type Acc: Copy;
+    /// Values of the shared dimension consumed per step.
+    const STEP: usize;
+    /// A zero accumulator.
+    unsafe fn zero() -> Self::Acc;
+    /// Loads `STEP` activations.
+    unsafe fn load_x(p: *const Self::X) -> Self::XV;
+    /// Loads `STEP` weights.
+    unsafe fn load_w(p: *const Self::W) -> Self::WV;
+    /// `acc + x · w`, lane by lane.
+    unsafe fn mul_add(acc: Self::Acc, x: Self::XV, w: Self::WV) -> Self::Acc;
+    /// The sum of an accumulator's lanes.
+    unsafe fn sum(acc: Self::Acc) -> f32;
+    /// One activation as f32 (for the remainder of `k`).
+    fn x_f32(x: Self::X) -> f32;
+    /// One weight as f32 (for the remainder of `k`).
+    fn w_f32(w: Self::W) -> f32;
+}
+
+/// A 16-bit weight format and its conversion to f32 on each instruction set.
+pub trait HalfElem: Copy {
+    /// One value as f32.
+    fn to_f32(self) -> f32;
+    /// Eight values as f32 lanes (AVX2 + F16C).
+    #[cfg(target_arch = "x86_64")]
+    unsafe fn load8(p: *const Self) -> std::arch::x86_64::__m256;
+    /// Sixteen values as f32 lanes (AVX-512).
+    #[cfg(target_arch = "x86_64")]
+    unsafe fn load16(p: *const Self) -> std::arch::x86_64::__m512;
+}
+
+impl HalfElem for bf16 {
+    #[inline(always)]
+    fn to_f32(self) -> f32 {
+        f32::from_bits(u32::from(self.to_bits()) << 16)
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[inline(always)]
+    unsafe fn load8(p: *const Self) -> std::arch::x86_64::__m256 {
+        use std::arch::x86_64::*;
+        let v = _mm256_cvtepu16_epi32(_mm_loadu_si128(p.cast()));
+        _mm256_castsi256_ps(_mm256_slli_epi32::<16>(v))
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[inline(always)]
+    unsafe fn load16(p: *const Self) -> std::arch::x86_64::__m512 {
+        use std::arch::x86_64::*;
+        let v = _mm512_cvtepu16_epi32(_mm256_loadu_si256(p.cast()));
+        _mm512_castsi512_ps(_mm512_slli_epi32::<16>(v))
+    }
+}
+
+impl HalfElem for f16 {
+    #[inline(always)]
+    fn to_f32(self) -> f32 {
+        f16::to_f32(self)
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[inline(always)]
+    unsafe fn load8(p: *const Self) -> std::arch::x86_64::__m256 {
+        use std::arch::x86_64::*;
+        _mm256_cvtph_ps(_mm_loadu_si128(p.cast()))
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[inline(always)]
+    unsafe fn load16(p: *const Self) -> std::arch::x86_64::__m512 {
+        use std::arch::x86_64::*;
+        _mm512_cvtph_ps(_mm256_loadu_si256(p.cast()))
+    }
+}
+
+/// Plain Rust on arrays of eight lanes, which the compiler vectorises for whatever the
+/// baseline target offers. Multiplies and adds separately (no FMA is assumed).
+pub struct Portable<W>(std::marker::PhantomData<W>);
+
+impl<W: HalfElem> Kernel for Portable<W> {
+    type X = f32;
+    type W = W;
+    type XV = [f32; 8];
+    type WV = [f32; 8];
+    type Acc = [f32; 8];
+    const STEP: usize = 8;
+
+    #[inline(always)]
+    unsafe fn zero() -> Self::Acc {
+        [0.0; 8]
+    }
+    #[inline(always)]
+    unsafe fn load_x(p: *const f32) -> Self::XV {
+        std::ptr::read_unaligned(p.cast())
+    }
+    #[inline(always)]
+    unsafe fn load_w(p: *const W) -> Self::WV {
+        let raw: [W; 8] = std::ptr::read_unaligned(p.cast());
+        raw.map(W::to_f32)
+    }
+    #[inline(always)]
+    unsafe fn mul_add(mut acc: Self::Acc, x: Self::XV, w: Self::WV) -> Self::Acc {
+        for l in 0..8 {
+            acc[l] += x[l] * w[l];
+        }
+        acc
+    }
+    #[inline(always)]
+    unsafe fn sum(acc: Self::Acc) -> f32 {
+        let a: [f32; 4] = std::array::from_fn(|l| acc[l] + acc[l + 4]);
+        (a[0] + a[2]) + (a[1] + a[3])
+    }
+    #[inline(always)]
+    fn x_f32(x: f32) -> f32 {
+        x
+    }
+    #[inline(always)]
+    fn w_f32(w: W) -> f32 {
+        w.to_f32()
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod x86 {
+    use std::arch::x86_64::*;
+
+    use half::bf16;
+
+    use super::{HalfElem, Kernel};
+
+    /// AVX2 + FMA: eight f32 lanes, weights converted as they are loaded.
+    pub struct Avx2<W>(std::marker::PhantomData<W>);
+
+    impl<W: HalfElem> Kernel for Avx2<W> {
+        type X = f32;
+        type W = W;
+        type XV = __m256;
+        type WV = __m256;
+        type Acc = __m256;
+        const STEP: usize = 8;
+
+        #[inline(always)]
+        unsafe fn zero() -> __m256 {
+            _mm256_setzero_ps()
+        }
+        #[inline(always)]
+        unsafe fn load_x(p: *const f32) -> __m256 {
+            _mm256_loadu_ps(p)
+        }
+        #[inline(always)]
+        unsafe fn load_w(p: *const W) -> __m256 {
+            W::load8(p)
+        }
+        #[inline(always)]
+        unsafe fn mul_add(acc: __m256, x: __m256, w: __m256) -> __m256 {
+            _mm256_fmadd_ps(x, w, acc)
+        }
+        #[inline(always)]
+        unsafe fn sum(acc: __m256) -> f32 {
+            let s = _mm_add_ps(_mm256_castps256_ps128(acc), _mm256_extractf128_ps::<1>(acc));
+            let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+            let s = _mm_add_ss(s, _mm_shuffle_ps::<0b01>(s, s));
+            _mm_cvtss_f32(s)
+        }
+        #[inline(always)]
+        fn x_f32(x: f32) -> f32 {
+            x
+        }
+        #[inline(always)]
+        fn w_f32(w: W) -> f32 {
+            w.to_f32()
+        }
+    }
+
+    /// AVX-512: sixteen f32 lanes, weights converted as they are loaded.
+    pub struct Avx512<W>(std::marker::PhantomData<W>);
+
+    impl<W: HalfElem> Kernel for Avx512<W> {
+        type X = f32;
+        type W = W;
+        type XV = __m512;
+        type WV = __m512;
+        type Acc = __m512;
+        const STEP: usize = 16;
+
+        #[inline(always)]
+        unsafe fn zero() -> __m512 {
+            _mm512_setzero_ps()
+        }
+        #[inline(always)]
+        unsafe fn load_x(p: *const f32) -> __m512 {
+            _mm512_loadu_ps(p)
+        }
+        #[inline(always)]
+        unsafe fn load_w(p: *const W) -> __m512 {
+            W::load16(p)
+        }
+        #[inline(always)]
+        unsafe fn mul_add(acc: __m512, x: __m512, w: __m512) -> __m512 {
+            _mm512_fmadd_ps(x, w, acc)
+        }
+        #[inline(always)]
+        unsafe fn sum(acc: __m512) -> f32 {
+            _mm512_reduce_add_ps(acc)
+        }
+        #[inline(always)]
+        fn x_f32(x: f32) -> f32 {
+            x
+        }
+        #[inline(always)]
+        fn w_f32(w: W) -> f32 {
+            w.to_f32()
+        }
+    }
+
+    /// AVX-512 BF16: 32 bf16 values a step, multiplied in pairs and accumulated into sixteen
+    /// f32 lanes by `vdpbf16ps`.
+    pub struct Avx512Bf16;
+
+    impl Kernel for Avx512Bf16 {
+        type X = bf16;
+        type W = bf16;
+        type XV = __m512bh;
+        type WV = __m512bh;
+        type Acc = __m512;
+        const STEP: usize = 32;
+
+        #[inline(always)]
+        unsafe fn zero() -> __m512 {
+            _mm512_setzero_ps()
+        }
+        #[inline(always)]
+        unsafe fn load_x(p: *const bf16) -> __m512bh {
+            std::mem::transmute::<__m512i, __m512bh>(_mm512_loadu_si512(p.cast()))
+        }
+        #[inline(always)]
+        unsafe fn load_w(p: *const bf16) -> __m512bh {
+            std::mem::transmute::<__m512i, __m512bh>(_mm512_loadu_si512(p.cast()))
+        }
+        #[inline(always)]
+        unsafe fn mul_add(acc: __m512, x: __m512bh, w: __m512bh) -> __m512 {
+            _mm512_dpbf16_ps(acc, x, w)
+        }
+        #[inline(always)]
+        unsafe fn sum(acc: __m512) -> f32 {
+            _mm512_reduce_add_ps(acc)
+        }
+        #[inline(always)]
+        fn x_f32(x: bf16) -> f32 {
+            x.to_f32()
+        }
+        #[inline(always)]
+        fn w_f32(w: bf16) -> f32 {
+            w.to_f32()
+        }
+    }
+}
+
+/// Runs one block on `path`. `x_bf16` is `x` rounded to bf16, needed only by
+/// [`KernelPath::Avx512Bf16`] with bf16 weights.
+///
+/// # Safety
+/// As [`run_block`]; `path` is supported by this CPU.
+pub unsafe fn run(path: KernelPath, x: &[f32], x_bf16: &[bf16], w: HalfMatrix<'_>, b: &Block) {
+    match (path, w) {
+        #[cfg(target_arch = "x86_64")]
+        (KernelPath::Avx512Bf16, HalfMatrix::Bf16(w)) => avx512bf16(x_bf16, w, b),
+        #[cfg(target_arch = "x86_64")]
+        (KernelPath::Avx512, HalfMatrix::Bf16(w)) => avx512(x, w, b),
+        #[cfg(target_arch = "x86_64")]
+        (KernelPath::Avx512 | KernelPath::Avx512Bf16, HalfMatrix::F16(w)) => avx512(x, w, b),
+        #[cfg(target_arch = "x86_64")]
+        (KernelPath::Avx2, HalfMatrix::Bf16(w)) => avx2(x, w, b),
+        #[cfg(target_arch = "x86_64")]
+        (KernelPath::Avx2, HalfMatrix::F16(w)) => avx2(x, w, b),
+        (_, HalfMatrix::Bf16(w)) => run_block::<Portable<bf16>, 2, 4>(x, w, b),
+        (_, HalfMatrix::F16(w)) => run_block::<Portable<f16>, 2, 4>(x, w, b),
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn avx2<W: HalfElem>(x: &[f32], w: &[W], b: &Block) {
+    run_block::<x86::Avx2<W>, 2, 4>(x, w, b);
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512bw,avx2,fma,f16c")]
+unsafe fn avx512<W: HalfElem>(x: &[f32], w: &[W], b: &Block) {
+    run_block::<x86::Avx512<W>, 4, 4>(x, w, b);
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512bw,avx512bf16,avx2,fma,f16c")]
+unsafe fn avx512bf16(x: &[bf16], w: &[bf16], b: &Block) {
+    run_block::<x86::Avx512Bf16, 3, 8>(x, w, b);
+}
