@@ -6,7 +6,7 @@ mod common;
 use std::path::{Path, PathBuf};
 
 use candle_core::Device;
-use common::fixture;
+use common::{add_sparse_tensor, fixture};
 use moescope_engine::{generate, Checkpoint, EngineError, GenerateOptions, RoutingPolicy};
 use serde_json::Value;
 
@@ -182,6 +182,20 @@ fn edit_header(file: &Path, edit: impl FnOnce(&mut Value)) {
     out.extend_from_slice(&h);
     out.extend_from_slice(&bytes[8 + n..]);
     std::fs::write(file, out).unwrap();
+}
+
+#[test]
+fn weights_larger_than_memory_are_refused_before_loading() {
+    let s = Scratch::of("olmoe", "huge");
+    // One extra bf16 tensor of 2⁴⁰ values (2 TiB), in a sparse file: far more than any
+    // machine running the tests has, and no disk space used.
+    add_sparse_tensor(&s.path("model.safetensors"), "extra.weight", 1 << 40);
+    let (e, msg) = s.open_err();
+    assert!(matches!(e, EngineError::OutOfMemory { .. }), "{msg}");
+    names(
+        &msg,
+        &["needs 4398", "GB of memory is available", "--dtype bf16"],
+    );
 }
 
 #[test]

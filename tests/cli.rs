@@ -2,7 +2,29 @@
 
 mod common;
 
-use common::{fixture, moescope};
+use common::{add_sparse_tensor, fixture, moescope};
+
+#[test]
+fn info_reads_headers_only_on_any_size() {
+    // A 2 TiB checkpoint (sparse file): loading it is refused (not enough memory), so `info`
+    // succeeds only if it reads no weight.
+    let dir = std::env::temp_dir().join(format!("moescope-cli-huge-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    for entry in std::fs::read_dir(fixture("olmoe")).unwrap() {
+        let p = entry.unwrap().path();
+        std::fs::copy(&p, dir.join(p.file_name().unwrap())).unwrap();
+    }
+    add_sparse_tensor(&dir.join("model.safetensors"), "extra.weight", 1 << 40);
+    let (ok, out, err) = moescope(&["info", "--model", dir.to_str().unwrap()]);
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(ok, "{err}");
+    assert!(out.contains("2199.02 GB on disk"), "{out}");
+    assert!(
+        out.contains("computed in bf16 on cpu"),
+        "auto is the stored dtype: {out}"
+    );
+}
 
 #[test]
 fn info_reports_architecture_experts_and_parameters() {

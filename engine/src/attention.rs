@@ -39,6 +39,19 @@ impl LayerKv {
     pub fn append(&mut self, a: Tensor, b: Tensor) -> Result<(Tensor, Tensor)> {
         let new = a.dim(2)?;
         let needed = self.len + new;
+        if a.track_op() || b.track_op() {
+            // Computing gradients: writes in place are not differentiable, so concatenate.
+            let all = match self.parts.take() {
+                Some((pa, pb)) => (
+                    Tensor::cat(&[&pa.narrow(2, 0, self.len)?, &a], 2)?,
+                    Tensor::cat(&[&pb.narrow(2, 0, self.len)?, &b], 2)?,
+                ),
+                None => (a, b),
+            };
+            self.len = needed;
+            self.parts = Some(all.clone());
+            return Ok(all);
+        }
         let capacity = self.parts.as_ref().map_or(Ok(0), |(pa, _)| pa.dim(2))?;
         if needed > capacity {
             let capacity = needed.max(2 * capacity).max(self.reserved);

@@ -161,7 +161,7 @@ impl RoutedExperts {
             slot_of_row[row] = slot;
         }
         let rows = routing.ids.len();
-        let mut xg = vec![0f32; rows * hidden];
+        let mut xg = Scratch::overwritten(rows * hidden);
         xg.par_chunks_mut(hidden)
             .zip(slot_of_row.par_iter())
             .for_each(|(dst, &slot)| {
@@ -172,11 +172,11 @@ impl RoutedExperts {
         let gate_up = HalfStorage::of(&self.gate_up)?;
         let down = HalfStorage::of(&self.down)?;
 
-        let mut gu = vec![0f32; rows * two_i];
+        let mut gu = Scratch::overwritten(rows * two_i);
         let gate_up_groups = expert_groups(&gate_up, &starts, two_i * hidden);
         kernels::matmul_t_grouped(&xg, hidden, two_i, &gate_up_groups, &mut gu);
         let gu_bias = self.bias_rows(&self.gate_up_bias)?;
-        let mut h = vec![0f32; rows * inter];
+        let mut h = Scratch::overwritten(rows * inter);
         h.par_chunks_mut(inter)
             .zip(gu.par_chunks(two_i))
             .zip(slot_of_row.par_iter())
@@ -189,8 +189,7 @@ impl RoutedExperts {
                     *out = glu(self.activation, at(j), at(inter + j), round);
                 }
             });
-        drop(gu);
-        let mut y = vec![0f32; rows * hidden];
+        let mut y = Scratch::overwritten(rows * hidden);
         let down_groups = expert_groups(&down, &starts, hidden * inter);
         kernels::matmul_t_grouped(&h, inter, hidden, &down_groups, &mut y);
         let down_bias = self.bias_rows(&self.down_bias)?;
@@ -218,8 +217,11 @@ impl RoutedExperts {
         };
         let mut sum = vec![0f32; tokens * hidden];
         sum.par_chunks_mut(hidden).enumerate().for_each(|(t, out)| {
-            for slot in t * k..(t + 1) * k {
-                let (r, wt) = (row_of_slot[slot], routing.weights[slot]);
+            let slots = t * k..(t + 1) * k;
+            for (&r, &wt) in row_of_slot[slots.clone()]
+                .iter()
+                .zip(&routing.weights[slots])
+            {
                 for (o, v) in out.iter_mut().zip(&y[r * hidden..(r + 1) * hidden]) {
                     *o += v * wt;
                 }
@@ -236,6 +238,52 @@ impl RoutedExperts {
         bias.as_ref()
             .map(|b| Ok(b.to_dtype(DType::F32)?.flatten_all()?.to_vec1()?))
             .transpose()
+    }
+}
+
+thread_local! {
+    /// Buffers the grouped path reuses from layer to layer (fresh multi-megabyte allocations
+    /// would be page-faulted in again at every layer).
+    static SCRATCH_POOL: std::cell::RefCell<Vec<Vec<f32>>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// A buffer from this thread's pool, returned to it when dropped.
+struct Scratch(Vec<f32>);
+
+impl Scratch {
+    /// `len` values that the caller overwrites entirely: left as the pool had them (always
+    /// initialised), so no time is spent zeroing.
+    fn overwritten(len: usize) -> Self {
+        let mut v = SCRATCH_POOL
+            .with(|p| p.borrow_mut().pop())
+            .unwrap_or_default();
+        v.resize(len, 0.0);
+        Self(v)
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let v = std::mem::take(&mut self.0);
+        SCRATCH_POOL.with(|p| {
+            let mut pool = p.borrow_mut();
+            if pool.len() < 4 {
+                pool.push(v);
+            }
+        });
+    }
+}
+
+impl std::ops::Deref for Scratch {
+    type Target = [f32];
+    fn deref(&self) -> &[f32] {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Scratch {
+    fn deref_mut(&mut self) -> &mut [f32] {
+        &mut self.0
     }
 }
 

@@ -18,7 +18,7 @@ use crate::weights::Weights;
 
 enum Ffn {
     Dense(SwiGlu),
-    Moe(MoeBlock),
+    Moe(Box<MoeBlock>),
 }
 
 /// The attention variant of a layer.
@@ -143,7 +143,7 @@ impl MoeModel {
                 FfnKind::Moe => {
                     let block = MoeBlock::load(w, &prefix, l, &config.moe, moe_names, h)?;
                     expert_params = block.expert_params();
-                    Ffn::Moe(block)
+                    Ffn::Moe(Box::new(block))
                 }
             };
             layers.push(DecoderLayer {

@@ -25,6 +25,10 @@ pub struct ExperimentConfig {
     /// Checkpoint folder; the embedded model when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub model: Option<PathBuf>,
+    /// Compute dtype (`auto`: the checkpoint's stored dtype, `f32`, `bf16`, `f16`), as the
+    /// CLI's `--dtype`.
+    #[serde(default = "auto_dtype")]
+    pub dtype: String,
     /// Seed of the random expert draws and of the bootstrap.
     #[serde(default)]
     pub seed: u64,
@@ -190,6 +194,9 @@ impl ExperimentConfig {
                 self.version
             );
         }
+        if !["auto", "f32", "bf16", "f16"].contains(&self.dtype.as_str()) {
+            bail!("dtype = \"{}\": use auto, f32, bf16 or f16", self.dtype);
+        }
         let d = &self.detect;
         match d.statistic.as_str() {
             "contrast" | "rd" => {
@@ -268,4 +275,8 @@ impl ExperimentConfig {
         }
         Ok(())
     }
+}
+
+fn auto_dtype() -> String {
+    "auto".to_string()
 }

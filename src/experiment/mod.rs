@@ -60,7 +60,7 @@ fn model_args(cfg: &ExperimentConfig, device: &str) -> ModelArgs {
     ModelArgs {
         model: cfg.model.clone(),
         device: device.to_string(),
-        dtype: "auto".to_string(),
+        dtype: cfg.dtype.clone(),
     }
 }
 

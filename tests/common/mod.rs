@@ -210,3 +210,30 @@ pub fn moescope(args: &[&str]) -> (bool, String, String) {
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
 }
+
+/// Appends a bf16 tensor `name` of `values` values to the safetensors `file` without writing
+/// its data: the file is extended sparsely, so a checkpoint larger than any machine's memory
+/// takes no disk space.
+pub fn add_sparse_tensor(file: &std::path::Path, name: &str, values: u64) {
+    let bytes = std::fs::read(file).unwrap();
+    let n = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+    let mut header: serde_json::Value = serde_json::from_slice(&bytes[8..8 + n]).unwrap();
+    let data_len = (bytes.len() - 8 - n) as u64;
+    header[name] = serde_json::json!({
+        "dtype": "BF16", "shape": [values], "data_offsets": [data_len, data_len + 2 * values]
+    });
+    let mut h = serde_json::to_vec(&header).unwrap();
+    while h.len() % 8 != 0 {
+        h.push(b' ');
+    }
+    let mut out = (h.len() as u64).to_le_bytes().to_vec();
+    out.extend_from_slice(&h);
+    out.extend_from_slice(&bytes[8 + n..]);
+    std::fs::write(file, &out).unwrap();
+    std::fs::File::options()
+        .write(true)
+        .open(file)
+        .unwrap()
+        .set_len(out.len() as u64 + 2 * values)
+        .unwrap();
+}

@@ -195,7 +195,7 @@ fn grouped_on(
     groups: &[RowGroup<'_>],
     out: &mut [f32],
 ) {
-    let n = if k == 0 { 0 } else { x.len() / k };
+    let n = x.len().checked_div(k).unwrap_or(0);
     assert_eq!(x.len(), n * k, "x must be [n, k]");
     assert_eq!(out.len(), n * m, "out must be [n, m]");
     let mut spans: Vec<&Range<usize>> = groups.iter().map(|g| &g.rows).collect();
@@ -441,7 +441,7 @@ mod tests {
     fn task_blocks_cover_whole_micro_tiles() {
         for (n, m, threads) in [(1, 2048, 2), (128, 50304, 2), (1, 3, 1), (512, 1024, 16)] {
             let b = rows_per_task(n, m, threads);
-            assert!(b >= 8 && b % tiles::COL_ALIGN == 0, "{b}");
+            assert!(b >= 8 && b.is_multiple_of(tiles::COL_ALIGN), "{b}");
         }
     }
 }

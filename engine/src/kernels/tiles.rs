@@ -67,6 +67,8 @@ pub unsafe fn run_block<K: Kernel, const R: usize, const C: usize>(
 
 /// `out[i + r, j + c]` for `r < R`, `c < C`: full vector steps in registers, then the
 /// remainder of `k` in scalar f32.
+// Indexing the register tile by (r, c) says what it is; iterators would hide it.
+#[allow(clippy::needless_range_loop)]
 #[inline(always)]
 unsafe fn tile<K: Kernel, const R: usize, const C: usize>(
     x: &[K::X],
