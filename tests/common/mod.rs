@@ -223,7 +223,7 @@ pub fn add_sparse_tensor(file: &std::path::Path, name: &str, values: u64) {
         "dtype": "BF16", "shape": [values], "data_offsets": [data_len, data_len + 2 * values]
     });
     let mut h = serde_json::to_vec(&header).unwrap();
-    while h.len() % 8 != 0 {
+    while !h.len().is_multiple_of(8) {
         h.push(b' ');
     }
     let mut out = (h.len() as u64).to_le_bytes().to_vec();
