@@ -18,8 +18,6 @@ pub struct Checkpoint {
     pub model: MoeModel,
     /// Tokenizer, chat template and stop tokens.
     pub codec: TextCodec,
-    /// Stored values per dtype (what `info` reports as the checkpoint's dtype).
-    pub dtypes: DtypeCounts,
 }
 
 impl Checkpoint {
@@ -49,7 +47,6 @@ impl Checkpoint {
         if device.is_cpu() {
             check_memory(dir, &weights, dtype)?;
         }
-        let dtypes = weights.dtype_counts();
         let model = MoeModel::load(config, &weights)?;
         if codec.vocab_size() > model.config().vocab_size {
             return Err(EngineError::Tokenizer {
@@ -65,7 +62,6 @@ impl Checkpoint {
             dir: dir.to_path_buf(),
             model,
             codec,
-            dtypes,
         })
     }
 }

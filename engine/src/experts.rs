@@ -16,6 +16,10 @@ use crate::moe::{ExpertLayout, MoeNames};
 use crate::routing::Routing;
 use crate::weights::Weights;
 
+/// Rows of elementwise work given to one thread at a time: a decode step's few rows stay on
+/// the calling thread rather than paying for a hand-off.
+const ROWS_PER_TASK: usize = 16;
+
 /// One layer's routed experts.
 #[derive(Debug, Clone)]
 pub struct RoutedExperts {
@@ -164,6 +168,7 @@ impl RoutedExperts {
         let mut xg = Scratch::overwritten(rows * hidden);
         xg.par_chunks_mut(hidden)
             .zip(slot_of_row.par_iter())
+            .with_min_len(ROWS_PER_TASK)
             .for_each(|(dst, &slot)| {
                 let t = slot / k;
                 dst.copy_from_slice(&xs[t * hidden..(t + 1) * hidden]);
@@ -180,6 +185,7 @@ impl RoutedExperts {
         h.par_chunks_mut(inter)
             .zip(gu.par_chunks(two_i))
             .zip(slot_of_row.par_iter())
+            .with_min_len(ROWS_PER_TASK)
             .for_each(|((h, gu), &slot)| {
                 let bias = gu_bias
                     .as_ref()
@@ -195,6 +201,7 @@ impl RoutedExperts {
         let down_bias = self.bias_rows(&self.down_bias)?;
         y.par_chunks_mut(hidden)
             .zip(slot_of_row.par_iter())
+            .with_min_len(ROWS_PER_TASK)
             .for_each(|(y, &slot)| {
                 let bias = down_bias
                     .as_ref()
@@ -216,17 +223,20 @@ impl RoutedExperts {
             Vec::new()
         };
         let mut sum = vec![0f32; tokens * hidden];
-        sum.par_chunks_mut(hidden).enumerate().for_each(|(t, out)| {
-            let slots = t * k..(t + 1) * k;
-            for (&r, &wt) in row_of_slot[slots.clone()]
-                .iter()
-                .zip(&routing.weights[slots])
-            {
-                for (o, v) in out.iter_mut().zip(&y[r * hidden..(r + 1) * hidden]) {
-                    *o += v * wt;
+        sum.par_chunks_mut(hidden)
+            .enumerate()
+            .with_min_len(ROWS_PER_TASK)
+            .for_each(|(t, out)| {
+                let slots = t * k..(t + 1) * k;
+                for (&r, &wt) in row_of_slot[slots.clone()]
+                    .iter()
+                    .zip(&routing.weights[slots])
+                {
+                    for (o, v) in out.iter_mut().zip(&y[r * hidden..(r + 1) * hidden]) {
+                        *o += v * wt;
+                    }
                 }
-            }
-        });
+            });
         Ok(GroupedOutput {
             sum: Tensor::from_vec(sum, (tokens, hidden), x.device())?,
             max_abs,

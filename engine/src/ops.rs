@@ -125,12 +125,18 @@ impl CustomOp2 for HalfLinear {
             *last = m;
         }
         let storage = match s1 {
-            CpuStorage::BF16(_) => {
-                CpuStorage::BF16(out.par_iter().map(|&v| half::bf16::from_f32(v)).collect())
-            }
-            CpuStorage::F16(_) => {
-                CpuStorage::F16(out.par_iter().map(|&v| half::f16::from_f32(v)).collect())
-            }
+            CpuStorage::BF16(_) => CpuStorage::BF16(
+                out.par_iter()
+                    .with_min_len(1 << 16)
+                    .map(|&v| half::bf16::from_f32(v))
+                    .collect(),
+            ),
+            CpuStorage::F16(_) => CpuStorage::F16(
+                out.par_iter()
+                    .with_min_len(1 << 16)
+                    .map(|&v| half::f16::from_f32(v))
+                    .collect(),
+            ),
             _ => CpuStorage::F32(out),
         };
         Ok((storage, Shape::from(shape)))

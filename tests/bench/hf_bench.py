@@ -12,6 +12,7 @@ what the moescope recorder keeps.
 
 import argparse
 import json
+import resource
 import statistics
 import time
 
@@ -97,6 +98,8 @@ def main():
         "prompt_len": args.prompt_len, "decode_tokens": args.decode_tokens,
         "prefill_tok_s": plain[0], "decode_tok_s": plain[1],
         "prefill_tok_s_capture": captured[0], "decode_tok_s_capture": captured[1],
+        # High-water resident set (anonymous memory plus mapped checkpoint pages).
+        "peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
     }))
 
 

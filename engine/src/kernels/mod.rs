@@ -216,7 +216,10 @@ fn grouped_on(
     let bf16_dot = path == KernelPath::Avx512Bf16;
     let x_bf16: Vec<bf16> = if bf16_dot && groups.iter().any(|g| matches!(g.w, HalfMatrix::Bf16(_)))
     {
-        x.par_iter().map(|&v| bf16::from_f32(v)).collect()
+        x.par_iter()
+            .with_min_len(1 << 16)
+            .map(|&v| bf16::from_f32(v))
+            .collect()
     } else {
         Vec::new()
     };
