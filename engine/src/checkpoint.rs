@@ -35,15 +35,7 @@ impl Checkpoint {
                 "compute dtype {dtype:?} is not supported; use f32, bf16 or f16"
             )));
         }
-        if !dir.is_dir() {
-            return Err(EngineError::MissingFile {
-                path: dir.to_path_buf(),
-                what: "checkpoint folder",
-            });
-        }
-        let config = ModelConfig::from_file(&dir.join("config.json"))?;
-        let codec = TextCodec::open(dir, &config.eos_token_ids)?;
-        let weights = Weights::open(dir, device, dtype)?;
+        let (config, codec, weights) = open_parts(dir, device, dtype)?;
         if device.is_cpu() {
             check_memory(dir, &weights, dtype)?;
         }
@@ -97,15 +89,7 @@ pub struct CheckpointSummary {
 impl CheckpointSummary {
     /// Reads the summary of the checkpoint in `dir`.
     pub fn read(dir: &Path) -> Result<Self> {
-        if !dir.is_dir() {
-            return Err(EngineError::MissingFile {
-                path: dir.to_path_buf(),
-                what: "checkpoint folder",
-            });
-        }
-        let config = ModelConfig::from_file(&dir.join("config.json"))?;
-        let codec = TextCodec::open(dir, &config.eos_token_ids)?;
-        let weights = Weights::open(dir, &Device::Cpu, DType::F32)?;
+        let (config, codec, weights) = open_parts(dir, &Device::Cpu, DType::F32)?;
         Ok(Self {
             dir: dir.to_path_buf(),
             dtypes: weights.dtype_counts(),
@@ -132,6 +116,24 @@ impl CheckpointSummary {
     pub fn loaded_bytes(&self, dtype: DType) -> u64 {
         self.weights.loaded_bytes(dtype)
     }
+}
+
+/// The config, text codec and (mapped, not yet loaded) weights of the folder `dir`.
+fn open_parts(
+    dir: &Path,
+    device: &Device,
+    dtype: DType,
+) -> Result<(ModelConfig, TextCodec, Weights)> {
+    if !dir.is_dir() {
+        return Err(EngineError::MissingFile {
+            path: dir.to_path_buf(),
+            what: "checkpoint folder",
+        });
+    }
+    let config = ModelConfig::from_file(&dir.join("config.json"))?;
+    let codec = TextCodec::open(dir, &config.eos_token_ids)?;
+    let weights = Weights::open(dir, device, dtype)?;
+    Ok((config, codec, weights))
 }
 
 /// Refuses to load weights that would not fit in the memory available now, before the

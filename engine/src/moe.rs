@@ -222,24 +222,24 @@ impl MoeBlock {
 
         let grouped =
             tracked_weights.is_none() && call.gates.is_none() && self.experts.grouped_applies(x);
-        let mut out = if grouped {
+        let (mut out, max_abs) = if grouped {
             let g = self.experts.forward_grouped(x, &routing, want_maxabs)?;
-            if let Some(rec) = call.recorder.as_deref_mut() {
-                if want_maxabs {
-                    rec.record(
-                        HookPoint {
-                            layer: self.layer,
-                            hook: MoeHook::ExpertOutMaxAbs,
-                        },
-                        [tokens, k],
-                        CaptureData::F32(g.max_abs),
-                    );
-                }
-            }
-            g.sum.to_dtype(x.dtype())?
+            (g.sum.to_dtype(x.dtype())?, g.max_abs)
         } else {
             self.forward_each_expert(x, &routing, &tracked_weights, call, want_maxabs)?
         };
+        if let Some(rec) = call.recorder.as_deref_mut() {
+            if want_maxabs {
+                rec.record(
+                    HookPoint {
+                        layer: self.layer,
+                        hook: MoeHook::ExpertOutMaxAbs,
+                    },
+                    [tokens, k],
+                    CaptureData::F32(max_abs),
+                );
+            }
+        }
         if let Some(shared) = &self.shared {
             let mut s = shared.mlp.forward(x)?;
             if let Some(g) = &shared.gate {
@@ -251,7 +251,8 @@ impl MoeBlock {
     }
 
     /// The routed experts one at a time on their tokens with candle ops: the path for other
-    /// devices, f32 weights and gradient computations. Returns the weighted sum in `x`'s dtype.
+    /// devices, f32 weights and gradient computations. Returns the weighted sum in `x`'s dtype
+    /// and, when asked, each (token, slot)'s max |expert output| (else empty).
     fn forward_each_expert(
         &self,
         x: &Tensor,
@@ -259,7 +260,7 @@ impl MoeBlock {
         tracked_weights: &Option<Tensor>,
         call: &mut MoeCall<'_>,
         want_maxabs: bool,
-    ) -> Result<Tensor> {
+    ) -> Result<(Tensor, Vec<f32>)> {
         let (e, k) = (self.spec.num_experts, routing.top_k);
         let tokens = x.dim(0)?;
         // Group (token, slot) pairs by expert so each expert runs once on all its tokens.
@@ -312,22 +313,11 @@ impl MoeBlock {
             outputs.push(y.to_dtype(DType::F32)?.broadcast_mul(&w)?);
             rows.extend(token_ids);
         }
-        if let Some(rec) = call.recorder.as_deref_mut() {
-            if want_maxabs {
-                rec.record(
-                    HookPoint {
-                        layer: self.layer,
-                        hook: MoeHook::ExpertOutMaxAbs,
-                    },
-                    [tokens, k],
-                    CaptureData::F32(maxabs),
-                );
-            }
-        }
         let idx = Tensor::new(rows.as_slice(), &self.device)?;
-        Ok(Tensor::zeros(x.shape(), DType::F32, &self.device)?
+        let sum = Tensor::zeros(x.shape(), DType::F32, &self.device)?
             .index_add(&idx, &Tensor::cat(&outputs, 0)?, 0)?
-            .to_dtype(x.dtype())?)
+            .to_dtype(x.dtype())?;
+        Ok((sum, maxabs))
     }
 
     /// The chosen experts' mixing weights `[tokens × k]` as a function of the router logits
