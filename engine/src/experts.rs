@@ -437,6 +437,94 @@ fn load_interleaved(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::ModelConfig;
+    use candle_core::Device;
+
+    /// The grouped path against the plain one it replaces: each chosen expert run on its
+    /// token through candle ops (the per-expert views), weighted and summed in f32. Both
+    /// round the products to bf16; they differ only in how the activation rounds inside
+    /// (candle's bf16 op chain vs one f32 evaluation), hence the bf16-level tolerance.
+    fn grouped_matches_each_expert(fixture: &str) {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../tests/fixtures")
+            .join(fixture);
+        let config = ModelConfig::from_file(&dir.join("config.json")).unwrap();
+        let w = Weights::open(&dir, &Device::Cpu, DType::BF16).unwrap();
+        let names = MoeNames::of(config.architecture);
+        let layer = config.moe_layers()[0];
+        let block = format!("model.layers.{layer}.{}", names.block);
+        let experts =
+            RoutedExperts::load(&w, &block, &config.moe, names, config.hidden_size).unwrap();
+        let (tokens, k, e, h) = (
+            7,
+            config.moe.top_k,
+            config.moe.num_experts,
+            config.hidden_size,
+        );
+        let xs: Vec<f32> = (0..tokens * h)
+            .map(|i| ((i * 37 % 101) as f32 - 50.0) / 25.0)
+            .collect();
+        let x = Tensor::from_vec(xs, (tokens, h), &Device::Cpu)
+            .unwrap()
+            .to_dtype(DType::BF16)
+            .unwrap();
+        // Token t takes experts t, t+1, … (mod E): every expert gets several tokens.
+        let ids: Vec<u32> = (0..tokens)
+            .flat_map(|t| (0..k).map(move |j| ((t + j) % e) as u32))
+            .collect();
+        let weights: Vec<f32> = (0..tokens * k)
+            .map(|s| 0.2 + 0.1 * (s % 3) as f32)
+            .collect();
+        let routing = Routing {
+            top_k: k,
+            ids: ids.clone(),
+            weights: weights.clone(),
+        };
+        let got = experts.forward_grouped(&x, &routing, true).unwrap();
+        let got_sum: Vec<f32> = got.sum.flatten_all().unwrap().to_vec1().unwrap();
+        let mut want = vec![0f32; tokens * h];
+        let mut want_max = vec![0f32; tokens * k];
+        for s in 0..tokens * k {
+            let t = s / k;
+            let y: Vec<f32> = experts
+                .expert(ids[s] as usize)
+                .forward(&x.narrow(0, t, 1).unwrap())
+                .unwrap()
+                .to_dtype(DType::F32)
+                .unwrap()
+                .flatten_all()
+                .unwrap()
+                .to_vec1()
+                .unwrap();
+            want_max[s] = y.iter().fold(0f32, |m, v| m.max(v.abs()));
+            for (o, v) in want[t * h..(t + 1) * h].iter_mut().zip(&y) {
+                *o += v * weights[s];
+            }
+        }
+        let scale = want.iter().fold(0f32, |m, v| m.max(v.abs()));
+        let worst = got_sum
+            .iter()
+            .zip(&want)
+            .fold(0f32, |m, (a, b)| m.max((a - b).abs()));
+        assert!(
+            scale > 0.0 && worst <= 2e-2 * scale,
+            "{fixture}: {worst} of {scale}"
+        );
+        for (a, b) in got.max_abs.iter().zip(&want_max) {
+            assert!(
+                (a - b).abs() <= 2e-2 * b.abs().max(1e-3),
+                "{fixture}: peak {a} vs {b}"
+            );
+        }
+    }
+
+    #[test]
+    fn grouped_experts_match_per_expert_candle_ops() {
+        // Per-expert tensors (Qwen3-MoE), and GPT-OSS's interleaved layout with biases and
+        // its clamped SwiGLU.
+        grouped_matches_each_expert("qwen3_moe_bf16");
+        grouped_matches_each_expert("gpt_oss");
+    }
 
     #[test]
     fn bf16_rounding_matches_the_half_crate() {
