@@ -24,9 +24,11 @@ const ROWS_PER_TASK: usize = 16;
 #[derive(Debug, Clone)]
 pub struct RoutedExperts {
     gate_up: Tensor,
-    gate_up_bias: Option<Tensor>,
+    /// `[E, 2I]` biases as f32, read once at load for the grouped path.
+    gate_up_bias: Option<Vec<f32>>,
     down: Tensor,
-    down_bias: Option<Tensor>,
+    /// `[E, H]` biases as f32.
+    down_bias: Option<Vec<f32>>,
     activation: GluActivation,
     /// Per-expert views of the stacked tensors (no copies), for the general path: other
     /// devices, f32 weights and gradient computations.
@@ -89,9 +91,9 @@ impl RoutedExperts {
             .collect::<Result<Vec<_>>>()?;
         Ok(Self {
             gate_up,
-            gate_up_bias,
+            gate_up_bias: bias_values(&gate_up_bias)?,
             down,
-            down_bias,
+            down_bias: bias_values(&down_bias)?,
             activation,
             views,
         })
@@ -180,7 +182,7 @@ impl RoutedExperts {
         let mut gu = Scratch::overwritten(rows * two_i);
         let gate_up_groups = expert_groups(&gate_up, &starts, two_i * hidden);
         kernels::matmul_t_grouped(&xg, hidden, two_i, &gate_up_groups, &mut gu);
-        let gu_bias = self.bias_rows(&self.gate_up_bias)?;
+        let gu_bias = &self.gate_up_bias;
         let mut h = Scratch::overwritten(rows * inter);
         h.par_chunks_mut(inter)
             .zip(gu.par_chunks(two_i))
@@ -198,7 +200,7 @@ impl RoutedExperts {
         let mut y = Scratch::overwritten(rows * hidden);
         let down_groups = expert_groups(&down, &starts, hidden * inter);
         kernels::matmul_t_grouped(&h, inter, hidden, &down_groups, &mut y);
-        let down_bias = self.bias_rows(&self.down_bias)?;
+        let down_bias = &self.down_bias;
         y.par_chunks_mut(hidden)
             .zip(slot_of_row.par_iter())
             .with_min_len(ROWS_PER_TASK)
@@ -241,13 +243,6 @@ impl RoutedExperts {
             sum: Tensor::from_vec(sum, (tokens, hidden), x.device())?,
             max_abs,
         })
-    }
-
-    /// A bias tensor `[E, width]` as f32 values.
-    fn bias_rows(&self, bias: &Option<Tensor>) -> Result<Option<Vec<f32>>> {
-        bias.as_ref()
-            .map(|b| Ok(b.to_dtype(DType::F32)?.flatten_all()?.to_vec1()?))
-            .transpose()
     }
 }
 
@@ -309,6 +304,13 @@ fn expert_groups<'a>(w: &'a HalfStorage<'_>, starts: &[usize], per: usize) -> Ve
             w: w.matrix(i * per, per),
         })
         .collect()
+}
+
+/// A bias tensor `[E, width]` as f32 values.
+fn bias_values(bias: &Option<Tensor>) -> Result<Option<Vec<f32>>> {
+    bias.as_ref()
+        .map(|b| Ok(b.to_dtype(DType::F32)?.flatten_all()?.to_vec1()?))
+        .transpose()
 }
 
 /// `act(gate, up)` for one value pair, rounding where the general path's ops round.
