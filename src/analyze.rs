@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 use indicatif::{ProgressBar, ProgressStyle};
 use moescope_analysis::plot::{heatmap, ranked_bars, Cell};
+use moescope_analysis::records::{PROBS_FILE, ROUTING_FILE, RUN_FILE, SEQUENCES_FILE};
 use moescope_analysis::stats::consistency::consistency;
 use moescope_analysis::stats::contrast::{contrast, risk_difference};
 use moescope_analysis::stats::freq::frequency;
@@ -25,6 +26,9 @@ pub struct PlotSpec {
     /// Whether values have a sign (diverging colours).
     pub signed: bool,
 }
+
+/// The tables of a records folder, which no output may replace.
+const RECORD_TABLES: [&str; 4] = [ROUTING_FILE, SEQUENCES_FILE, RUN_FILE, PROBS_FILE];
 
 /// Runs the statistic and writes its outputs.
 pub fn run(args: &AnalyzeArgs) -> Result<()> {
@@ -186,6 +190,30 @@ pub fn spin<T>(what: &str, f: impl FnOnce() -> Result<T>) -> Result<T> {
     out
 }
 
+/// Fails when `path` is one of the tables of a records folder (`--out rec/routing` would
+/// replace `rec/routing.parquet`): an output never replaces an input.
+fn refuse_replacing_records(path: &Path) -> Result<()> {
+    let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
+        return Ok(());
+    };
+    let dir = path.parent().unwrap_or(Path::new(""));
+    let dir = if dir.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        dir
+    };
+    if RECORD_TABLES.contains(&name) && dir.join(RUN_FILE).is_file() {
+        bail!(
+            "--out {}: this output would replace {}, a table of the records in {}; choose an \
+             --out outside the records folder or with another name",
+            path.with_extension("").display(),
+            path.display(),
+            dir.display()
+        );
+    }
+    Ok(())
+}
+
 /// `OUT` with `.suffix` (and `-part` before it when `part` is not empty).
 fn output_path(out: &Path, part: &str, suffix: &str) -> PathBuf {
     let mut base = out.to_path_buf();
@@ -238,6 +266,14 @@ pub fn write_ranking(
         if !dir.as_os_str().is_empty() {
             std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
         }
+    }
+    let suffixes: &[&str] = if plot.is_some() {
+        &["parquet", "csv", "md", "heatmap.svg", "bars.svg"]
+    } else {
+        &["parquet", "csv", "md"]
+    };
+    for suffix in suffixes {
+        refuse_replacing_records(&output_path(out, part, suffix))?;
     }
     let mut written = Vec::new();
     let p = output_path(out, part, "parquet");

@@ -8,7 +8,8 @@ use std::time::Instant;
 
 use anyhow::{bail, Result};
 use moescope_engine::{
-    ForwardOptions, KvCache, LogitsFor, MoeHook, MoeModel, Phase, Recorder, RoutingPolicy,
+    ForwardOptions, KvCache, LogitsFor, ModelConfig, MoeHook, MoeModel, Phase, Recorder,
+    RoutingPolicy,
 };
 
 use crate::cli::BenchArgs;
@@ -22,12 +23,10 @@ struct Throughput {
 
 /// Runs the benchmark and prints the table (or JSON).
 pub fn run(args: &BenchArgs) -> Result<()> {
-    if args.prompt_len == 0 || args.decode_tokens == 0 || args.batch == 0 || args.repeats == 0 {
-        bail!("--prompt-len, --decode-tokens, --batch and --repeats must all be at least 1");
-    }
     let memory = MemoryPeak::start();
     let ck = load(&args.model)?;
     let model = &ck.model;
+    refuse_runs_that_cannot_fit(model.config(), args)?;
     let vocab = model.config().vocab_size as u32;
     // Deterministic pseudo-random prompt ids, away from the special tokens at the start.
     let prompts: Vec<Vec<u32>> = (0..args.batch)
@@ -243,4 +242,32 @@ fn argmax_rows(logits: &candle_core::Tensor) -> Result<Vec<Vec<u32>>> {
 fn median(v: &mut [f64]) -> f64 {
     v.sort_by(f64::total_cmp);
     v[v.len() / 2]
+}
+
+/// Fails with a message, before any work, when the KV cache and activations of the asked-for
+/// batch and lengths would not fit in the memory available beside the loaded weights.
+fn refuse_runs_that_cannot_fit(config: &ModelConfig, args: &BenchArgs) -> Result<()> {
+    let Some(available) = moescope_engine::checkpoint::available_memory() else {
+        return Ok(());
+    };
+    let tokens = (args.batch * (args.prompt_len + args.decode_tokens + 1)) as u64;
+    let a = &config.attention;
+    // f32 keys and values per token and layer, then a prefill step's widest activations:
+    // the logits and a few hidden-sized buffers per prompt token.
+    let kv = tokens * (config.layers.len() * 2 * a.num_kv_heads * a.head_dim * 4) as u64;
+    let prefill_tokens = (args.batch * args.prompt_len) as u64;
+    let activations = prefill_tokens * ((config.vocab_size + 8 * config.hidden_size) * 4) as u64;
+    let needed = kv + activations;
+    if needed > available {
+        bail!(
+            "--batch {} with --prompt-len {} and --decode-tokens {} needs about {:.1} GB for the KV cache and activations, \
+             but {:.1} GB of memory is available; use a smaller batch or shorter lengths",
+            args.batch,
+            args.prompt_len,
+            args.decode_tokens,
+            needed as f64 / 1e9,
+            available as f64 / 1e9
+        );
+    }
+    Ok(())
 }

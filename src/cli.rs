@@ -66,10 +66,10 @@ pub struct ExperimentRunArgs {
     #[arg(long)]
     pub overwrite: bool,
     /// Prompts run together.
-    #[arg(long, default_value_t = 8)]
+    #[arg(long, default_value_t = 8, value_parser = bounded::<1, 1024>)]
     pub batch: usize,
     /// Bootstrap resamples per interval.
-    #[arg(long, default_value_t = 1000)]
+    #[arg(long, default_value_t = 1000, value_parser = bounded::<1, 100000>)]
     pub resamples: usize,
     /// Device to run on (`cpu`; `cuda:N` in builds with the cuda feature).
     #[arg(long, default_value = "cpu")]
@@ -88,13 +88,13 @@ pub struct RecordArgs {
     #[arg(long, value_name = "DIR")]
     pub out: PathBuf,
     /// Also generate this many tokens per prompt (greedy) and record their routing.
-    #[arg(long, default_value_t = 0, value_name = "N")]
+    #[arg(long, default_value_t = 0, value_name = "N", value_parser = bounded::<0, 65536>)]
     pub generate: usize,
     /// Also write router_probs.parquet with every expert's router probability.
     #[arg(long)]
     pub full_probs: bool,
     /// Prompts run together.
-    #[arg(long, default_value_t = 8)]
+    #[arg(long, default_value_t = 8, value_parser = bounded::<1, 1024>)]
     pub batch: usize,
     /// A steering profile in effect while recording.
     #[arg(long, value_name = "FILE")]
@@ -105,6 +105,10 @@ pub struct RecordArgs {
     /// Identifier written in every row (default: run-<unix time>).
     #[arg(long)]
     pub run_id: Option<String>,
+    /// Replace the recording already in `--out` (it stays until the new one is complete or
+    /// interrupted).
+    #[arg(long)]
+    pub overwrite: bool,
 }
 
 /// `moescope analyze`.
@@ -128,7 +132,7 @@ pub struct StatCommon {
     #[arg(long, default_value = "all")]
     pub positions: String,
     /// Rows shown on the terminal, in the Markdown table and in the bar chart.
-    #[arg(long, default_value_t = 20)]
+    #[arg(long, default_value_t = 20, value_parser = bounded::<1, 1000000>)]
     pub top: usize,
 }
 
@@ -164,10 +168,10 @@ pub enum Stat {
         #[command(flatten)]
         common: StatCommon,
         /// Segment length in tokens.
-        #[arg(long, default_value_t = 16)]
+        #[arg(long, default_value_t = 16, value_parser = bounded::<1, 65536>)]
         segment: usize,
         /// Cache size in experts.
-        #[arg(long, default_value_t = 4)]
+        #[arg(long, default_value_t = 4, value_parser = bounded::<1, 65536>)]
         cache: usize,
     },
     /// Which experts a target continuation owes its log-probability to: the drop when each
@@ -179,7 +183,7 @@ pub enum Stat {
         #[command(flatten)]
         common: StatCommon,
         /// Flag an expert whose peak reaches this many times the layer's median peak.
-        #[arg(long, default_value_t = 10.0)]
+        #[arg(long, value_parser = finite::<f64>, default_value_t = 10.0)]
         factor: f64,
     },
 }
@@ -203,10 +207,10 @@ pub struct AttributeArgs {
     #[arg(long, value_name = "OUT")]
     pub out: PathBuf,
     /// Rows shown on the terminal, in the Markdown table and in the bar charts.
-    #[arg(long, default_value_t = 20)]
+    #[arg(long, default_value_t = 20, value_parser = bounded::<1, 1000000>)]
     pub top: usize,
     /// Prompts scored together.
-    #[arg(long, default_value_t = 8)]
+    #[arg(long, default_value_t = 8, value_parser = bounded::<1, 1024>)]
     pub batch: usize,
 }
 
@@ -244,16 +248,16 @@ pub struct EvalArgs {
     #[arg(long = "metric", value_name = "METRIC", required = true)]
     pub metrics: Vec<String>,
     /// Tokens generated per prompt for rule metrics (greedy).
-    #[arg(long, default_value_t = 48)]
+    #[arg(long, default_value_t = 48, value_parser = bounded::<0, 65536>)]
     pub max_tokens: usize,
     /// Prompts generated together.
-    #[arg(long, default_value_t = 8)]
+    #[arg(long, default_value_t = 8, value_parser = bounded::<1, 1024>)]
     pub batch: usize,
     /// Bootstrap resamples.
-    #[arg(long, default_value_t = 1000)]
+    #[arg(long, default_value_t = 1000, value_parser = bounded::<1, 100000>)]
     pub resamples: usize,
     /// Confidence level of the intervals.
-    #[arg(long, default_value_t = 0.95)]
+    #[arg(long, value_parser = finite::<f64>, default_value_t = 0.95)]
     pub level: f64,
     /// Seed of the bootstrap.
     #[arg(long, default_value_t = 0)]
@@ -313,13 +317,13 @@ pub struct GenerateArgs {
     #[arg(long, requires = "chat")]
     pub system: Option<String>,
     /// Most tokens to generate.
-    #[arg(long, default_value_t = 32)]
+    #[arg(long, default_value_t = 32, value_parser = bounded::<0, 65536>)]
     pub max_tokens: usize,
     /// Sampling temperature; 0 is greedy and reproducible.
-    #[arg(long, default_value_t = 0.0)]
+    #[arg(long, value_parser = finite::<f64>, default_value_t = 0.0)]
     pub temperature: f64,
     /// Nucleus sampling threshold.
-    #[arg(long, default_value_t = 1.0)]
+    #[arg(long, value_parser = finite::<f64>, default_value_t = 1.0)]
     pub top_p: f64,
     /// Sampler seed.
     #[arg(long, default_value_t = 0)]
@@ -336,13 +340,13 @@ pub struct GenerateArgs {
     pub steer: Option<PathBuf>,
     /// Self-contrast decoding against the same model routed to K experts per token at every
     /// MoE layer (e.g. 1).
-    #[arg(long, value_name = "K")]
+    #[arg(long, value_name = "K", value_parser = bounded::<1, 1024>)]
     pub contrast_top_k: Option<usize>,
     /// Self-contrast β: how strongly the weak routing's log-probabilities are subtracted.
-    #[arg(long, default_value_t = 0.5, requires = "contrast_top_k")]
+    #[arg(long, value_parser = finite::<f32>, default_value_t = 0.5, requires = "contrast_top_k")]
     pub contrast_beta: f32,
     /// Self-contrast α: tokens below α × the best strong probability are never chosen.
-    #[arg(long, default_value_t = 0.1, requires = "contrast_top_k")]
+    #[arg(long, value_parser = finite::<f32>, default_value_t = 0.1, requires = "contrast_top_k")]
     pub contrast_alpha: f32,
     /// After the text, print the experts each generated token was routed to at every MoE layer.
     #[arg(long)]
@@ -355,18 +359,45 @@ pub struct BenchArgs {
     #[command(flatten)]
     pub model: ModelArgs,
     /// Prompt length for the prefill measurement.
-    #[arg(long, default_value_t = 128)]
+    #[arg(long, default_value_t = 128, value_parser = bounded::<1, 1048576>)]
     pub prompt_len: usize,
     /// Tokens decoded for the decode measurement.
-    #[arg(long, default_value_t = 32)]
+    #[arg(long, default_value_t = 32, value_parser = bounded::<1, 65536>)]
     pub decode_tokens: usize,
     /// Sequences per batch.
-    #[arg(long, default_value_t = 1)]
+    #[arg(long, default_value_t = 1, value_parser = bounded::<1, 1024>)]
     pub batch: usize,
     /// Timed repetitions (the median is reported) after one warm-up.
-    #[arg(long, default_value_t = 5)]
+    #[arg(long, default_value_t = 5, value_parser = bounded::<1, 1000>)]
     pub repeats: usize,
     /// Print one JSON object instead of a table.
     #[arg(long)]
     pub json: bool,
+}
+
+/// Parses a whole number in `MIN..=MAX`: size options are bounded so that no value can ask
+/// for more memory than a machine holds or overflow a size computation.
+fn bounded<const MIN: usize, const MAX: usize>(text: &str) -> Result<usize, String> {
+    let v: usize = text
+        .trim()
+        .parse()
+        .map_err(|_| format!("expected a whole number from {MIN} to {MAX}"))?;
+    if (MIN..=MAX).contains(&v) {
+        Ok(v)
+    } else {
+        Err(format!("{v} is out of range: use {MIN} to {MAX}"))
+    }
+}
+
+/// Parses a finite number (not NaN or infinite), which every real-valued option needs.
+fn finite<T: std::str::FromStr + Into<f64> + Copy>(text: &str) -> Result<T, String> {
+    let v: T = text
+        .trim()
+        .parse()
+        .map_err(|_| "expected a number, e.g. 0.5".to_string())?;
+    if v.into().is_finite() {
+        Ok(v)
+    } else {
+        Err(format!("{text} is not a finite number"))
+    }
 }

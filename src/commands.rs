@@ -128,17 +128,27 @@ fn resolve_dtype(name: &str, dir: &Path) -> Result<DType> {
     }
 }
 
-/// A flag that Ctrl-C sets, so long commands can stop after the current step and leave
-/// complete files. The handler is installed once per process; when it cannot be (another
-/// handler is in place) Ctrl-C simply ends the process.
+/// A flag that Ctrl-C, SIGTERM or SIGHUP sets, so long commands can stop after the current
+/// step and leave complete files. The handler is installed once per process; when it cannot
+/// be (another handler is in place) the signal simply ends the process.
 pub fn interrupt_flag() -> Arc<AtomicBool> {
-    static FLAG: OnceLock<Arc<AtomicBool>> = OnceLock::new();
-    Arc::clone(FLAG.get_or_init(|| {
+    Arc::clone(INTERRUPTED.get_or_init(|| {
         let flag = Arc::new(AtomicBool::new(false));
         let setter = Arc::clone(&flag);
         let _ = ctrlc::set_handler(move || setter.store(true, Ordering::SeqCst));
         flag
     }))
+}
+
+/// Set once a command installs its interrupt handler ([`interrupt_flag`]).
+static INTERRUPTED: OnceLock<Arc<AtomicBool>> = OnceLock::new();
+
+/// Whether a signal stopped the command early (its output is complete but partial), so the
+/// process exits 130 as an interrupted Unix tool does and `record && analyze` stops.
+pub fn was_interrupted() -> bool {
+    INTERRUPTED
+        .get()
+        .is_some_and(|flag| flag.load(Ordering::SeqCst))
 }
 
 /// Loads a checkpoint with a spinner.
@@ -506,13 +516,15 @@ impl Streamer {
 /// Prints, per token, the experts chosen at each MoE layer.
 fn print_routing(ck: &Checkpoint, prompt: &[u32], generated: &[u32], rec: &Recorder) -> Result<()> {
     let layers = ck.model.config().moe_layers();
-    let k = ck.model.config().moe.top_k;
-    let mut per_layer: Vec<Vec<u32>> = vec![Vec::new(); layers.len()];
+    // `[moe layer][position]`: each forward call's rows, as many experts as that call chose
+    // (a steering profile can change top-k per layer and for generated tokens only).
+    let mut per_layer: Vec<Vec<&[u32]>> = vec![Vec::new(); layers.len()];
     for cap in rec.captures() {
         if let (Some(i), CaptureData::U32(ids)) =
             (layers.iter().position(|&l| l == cap.point.layer), &cap.data)
         {
-            per_layer[i].extend_from_slice(ids);
+            let k = cap.shape.get(1).copied().unwrap_or(0).max(1);
+            per_layer[i].extend(ids.chunks(k));
         }
     }
     let fed: Vec<(u32, bool)> = prompt
@@ -524,19 +536,16 @@ fn print_routing(ck: &Checkpoint, prompt: &[u32], generated: &[u32], rec: &Recor
     let header: Vec<String> = layers.iter().map(|l| format!("L{l}")).collect();
     println!("{:>5}  {:<16} {}", "pos", "token", header.join(" | "));
     for (pos, &(tok, gen)) in fed.iter().enumerate() {
-        if per_layer.iter().any(|ids| ids.len() < (pos + 1) * k) {
-            break;
-        }
-        let cells: Vec<String> = per_layer
+        let Some(cells) = per_layer
             .iter()
-            .map(|ids| {
-                ids[pos * k..(pos + 1) * k]
-                    .iter()
-                    .map(u32::to_string)
-                    .collect::<Vec<_>>()
-                    .join(",")
+            .map(|rows| {
+                rows.get(pos)
+                    .map(|ids| ids.iter().map(u32::to_string).collect::<Vec<_>>().join(","))
             })
-            .collect();
+            .collect::<Option<Vec<String>>>()
+        else {
+            break;
+        };
         let text = format!(
             "{:?}{}",
             ck.codec.token_text(tok),

@@ -20,6 +20,14 @@ use crate::commands::{interrupt_flag, load, steering_policy};
 
 /// Runs `moescope record`.
 pub fn run(args: &RecordArgs) -> Result<()> {
+    let existing = moescope_analysis::records::existing_tables(&args.out);
+    if !existing.is_empty() && !args.overwrite {
+        bail!(
+            "{} already holds a recording ({}); pass --overwrite to replace it, or choose another --out",
+            args.out.display(),
+            existing.join(", ")
+        );
+    }
     let ck = load(&args.model)?;
     let policy = steering_policy(&ck, args.steer.as_deref(), &args.mask)?;
     let job = RecordJob {
@@ -213,10 +221,25 @@ fn push_trace(
     seq_id: &str,
     t: &SequenceTrace,
 ) -> Result<()> {
-    let (k, e) = (t.top_k, t.num_experts);
+    let e = t.num_experts;
+    for layer in &t.layers {
+        if let Some(v) = layer
+            .weights
+            .iter()
+            .chain(&layer.scores)
+            .find(|v| !v.is_finite())
+        {
+            bail!(
+                "prompt {seq_id}: the router of layer {} produced {v}; the checkpoint may hold NaN or infinite weights \
+                 (or overflow in this dtype: try --dtype f32). Nothing was written",
+                layer.layer
+            );
+        }
+    }
     for (pos, &token) in t.tokens.iter().enumerate() {
         let text = texts.get(codec, token).to_string();
         for layer in &t.layers {
+            let choice = layer.choice(pos);
             writer.push_token(
                 seq_id,
                 &TokenRouting {
@@ -226,10 +249,10 @@ fn push_trace(
                     token_text: &text,
                     is_generated: pos >= t.prompt_len,
                     layer: layer.layer as u16,
-                    experts: &layer.ids[pos * k..(pos + 1) * k],
-                    weights: &layer.weights[pos * k..(pos + 1) * k],
-                    scores: &layer.scores[pos * e..(pos + 1) * e],
-                    out_maxabs: &layer.out_maxabs[pos * k..(pos + 1) * k],
+                    experts: choice.ids,
+                    weights: choice.weights,
+                    scores: layer.scores.get(pos * e..(pos + 1) * e).unwrap_or_default(),
+                    out_maxabs: choice.out_maxabs,
                 },
             )?;
         }

@@ -4,6 +4,8 @@
 
 mod common;
 
+use common::mutate;
+
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
 
@@ -154,4 +156,72 @@ fn arbitrary_hook_names_never_panic() {
             .collect();
         let _ = s.parse::<HookPattern>();
     }
+}
+
+/// Runs `parse` on mutations of `base`; any panic fails with the input that caused it.
+/// Returns how many inputs parsed.
+fn fuzz_text(name: &str, base: &str, seed: u64, mut parse: impl FnMut(&str) -> bool) -> usize {
+    let mut rng = StdRng::seed_from_u64(seed);
+    let mut parsed = 0;
+    let rounds = mutate::rounds(ROUNDS);
+    for round in 0..rounds {
+        let text = mutate::mutate(base, &mut rng);
+        match catch_unwind(AssertUnwindSafe(|| parse(&text))) {
+            Ok(ok) => parsed += usize::from(ok),
+            Err(_) => panic!("{name} round {round} panicked on:\n{text}"),
+        }
+    }
+    eprintln!("{name}: {rounds} mutated inputs, {parsed} parsed, none panicked");
+    parsed
+}
+
+#[test]
+fn mutated_prompt_sets_never_panic() {
+    let root = common::repo_root();
+    let base = [
+        "datasets/examples/smoke.jsonl",
+        "datasets/refusal/detect.jsonl",
+    ]
+    .iter()
+    .map(|p| std::fs::read_to_string(root.join(p)).unwrap())
+    .collect::<Vec<_>>()
+    .join("");
+    let model = root.join("assets/default-model");
+    let config = ModelConfig::from_file(&model.join("config.json")).unwrap();
+    let codec = moescope_engine::TextCodec::open(&model, &config.eos_token_ids).unwrap();
+    let path = Path::new("fuzz.jsonl");
+    let parsed = fuzz_text(
+        "prompt sets",
+        &base,
+        11,
+        |text| match moescope_engine::parse_prompt_set(text, path) {
+            Ok(records) => {
+                for r in &records {
+                    let _ = r.render(&codec);
+                }
+                true
+            }
+            Err(e) => {
+                assert!(
+                    e.to_string().contains("fuzz.jsonl"),
+                    "error names the file: {e}"
+                );
+                false
+            }
+        },
+    );
+    assert!(parsed > 0, "some mutations stay valid");
+}
+
+#[test]
+fn mutated_steering_profiles_never_panic() {
+    let root = common::repo_root();
+    let base = std::fs::read_to_string(root.join("examples/steer-default-model.toml")).unwrap()
+        + "\n[[intervention]]\nlayer = 3\nkind = \"top_k\"\nvalue = 1\nscope = \"generated\"\n\n[[intervention]]\nlayer = 4\nexpert = 2\nkind = \"scale\"\nvalue = 0.5\n";
+    let config = ModelConfig::from_file(&root.join("assets/default-model/config.json")).unwrap();
+    let path = Path::new("fuzz.toml");
+    let parsed = fuzz_text("steering profiles", &base, 13, |text| {
+        moescope_engine::SteeringProfile::parse(text, path, &config).is_ok()
+    });
+    assert!(parsed > 0, "some mutations stay valid");
 }

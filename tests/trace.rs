@@ -46,7 +46,12 @@ fn decode_routing_equals_prefill_routing_of_the_same_tokens() {
             for row in a.scores.chunks(t.num_experts) {
                 assert!((row.iter().sum::<f32>() - 1.0).abs() < 1e-4);
             }
-            assert_eq!(a.out_maxabs.len(), t.tokens.len() * t.top_k);
+            assert_eq!(a.positions(), t.tokens.len());
+            assert_eq!(a.out_maxabs.len(), a.ids.len());
+            let k = ck.model.config().moe.top_k;
+            for p in 0..a.positions() {
+                assert_eq!(a.choice(p).ids.len(), k, "top-k at every position");
+            }
             assert!(a.out_maxabs.iter().all(|v| v.is_finite() && *v >= 0.0));
         }
     }

@@ -282,6 +282,15 @@ pub struct RecordWriter {
     total_rows: u64,
 }
 
+/// The record tables already in `dir` (empty when none): a folder holding any of them holds a
+/// recording that a new one would replace.
+pub fn existing_tables(dir: &Path) -> Vec<&'static str> {
+    [ROUTING_FILE, SEQUENCES_FILE, RUN_FILE, PROBS_FILE]
+        .into_iter()
+        .filter(|name| dir.join(name).exists())
+        .collect()
+}
+
 impl RecordWriter {
     /// Starts writing into `dir` (created if needed). Existing record files there are only
     /// replaced when the run finishes.
@@ -428,6 +437,16 @@ impl RecordWriter {
         // The routing table goes last: a folder with routing.parquet is a finished one.
         for p in pending.iter().rev() {
             p.rename()?;
+        }
+        if self.probs.is_none() {
+            // A router_probs.parquet of an earlier run would pair another run with this one.
+            let stale = self.dir.join(PROBS_FILE);
+            if stale.exists() {
+                std::fs::remove_file(&stale).map_err(|e| AnalysisError::Io {
+                    path: stale,
+                    source: e,
+                })?;
+            }
         }
         Ok(self.total_rows)
     }
@@ -803,6 +822,150 @@ mod tests {
     use crate::stats::Positions;
     use rand::rngs::StdRng;
     use rand::{Rng, SeedableRng};
+
+    use std::path::Path;
+
+    use arrow_array::{Array, ArrayRef, Float32Array, RecordBatch};
+    use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+    use parquet::arrow::ArrowWriter;
+    use parquet::basic::{BrotliLevel, Compression, GzipLevel, ZstdLevel};
+    use parquet::file::properties::WriterProperties;
+
+    use crate::scan::{scan_choices, Needs};
+    use crate::stats::freq::frequency;
+
+    /// Rewrites a Parquet file with `compression`, passing its batches through `edit`, as
+    /// pyarrow, polars or DuckDB would when a user saves a table again.
+    fn rewrite(
+        path: &Path,
+        compression: Compression,
+        edit: impl Fn(Vec<RecordBatch>) -> Vec<RecordBatch>,
+    ) {
+        let file = std::fs::File::open(path).unwrap();
+        let reader = ParquetRecordBatchReaderBuilder::try_new(file)
+            .unwrap()
+            .build()
+            .unwrap();
+        let batches: Vec<RecordBatch> = reader.map(|b| b.unwrap()).collect();
+        let schema = batches[0].schema();
+        let batches = edit(batches);
+        let props = WriterProperties::builder()
+            .set_compression(compression)
+            .build();
+        let mut w = ArrowWriter::try_new(std::fs::File::create(path).unwrap(), schema, Some(props))
+            .unwrap();
+        for b in &batches {
+            w.write(b).unwrap();
+        }
+        w.close().unwrap();
+    }
+
+    fn copy_records(from: &Path, tag: &str) -> crate::stats::testdata::TempDir {
+        let dir = temp_dir(tag);
+        for f in [
+            super::ROUTING_FILE,
+            super::RUN_FILE,
+            super::SEQUENCES_FILE,
+            super::PROBS_FILE,
+        ] {
+            std::fs::copy(from.join(f), dir.0.join(f)).unwrap();
+        }
+        dir
+    }
+
+    /// The codecs pyarrow, polars, DuckDB and Spark write by default or on request.
+    #[test]
+    fn records_written_by_other_tools_with_any_codec_are_read() {
+        let (dir, rec) = tiny_records();
+        let want = frequency(&rec, Positions::All).unwrap();
+        for codec in [
+            Compression::UNCOMPRESSED,
+            Compression::SNAPPY,
+            Compression::GZIP(GzipLevel::default()),
+            Compression::LZ4,
+            Compression::LZ4_RAW,
+            Compression::ZSTD(ZstdLevel::default()),
+            Compression::BROTLI(BrotliLevel::default()),
+        ] {
+            let copy = copy_records(&dir.0, "codec");
+            for f in [
+                super::ROUTING_FILE,
+                super::RUN_FILE,
+                super::SEQUENCES_FILE,
+                super::PROBS_FILE,
+            ] {
+                rewrite(&copy.0.join(f), codec, |b| b);
+            }
+            let rec = super::Records::open(&copy.0).unwrap_or_else(|e| panic!("{codec:?}: {e}"));
+            let got = frequency(&rec, Positions::All).unwrap_or_else(|e| panic!("{codec:?}: {e}"));
+            assert_eq!(got.experts.to_csv(), want.experts.to_csv(), "{codec:?}");
+        }
+    }
+
+    /// Tables that do not belong together, or NaN weights, fail every scan with a message
+    /// naming the file and what is wrong, instead of giving statistics.
+    #[test]
+    fn inconsistent_or_non_finite_records_are_refused() {
+        let (dir, _) = tiny_records();
+        let scan = |d: &Path| -> String {
+            let rec = super::Records::open(d).unwrap();
+            let err = scan_choices(&rec, Needs::default(), |_| Ok(()))
+                .unwrap_err()
+                .to_string();
+            let freq = frequency(&rec, Positions::All).unwrap_err().to_string();
+            assert_eq!(err, freq);
+            err
+        };
+        // sequences.parquet cut short: one sequence of two.
+        let cut = copy_records(&dir.0, "cut");
+        rewrite(
+            &cut.0.join(super::SEQUENCES_FILE),
+            Compression::SNAPPY,
+            |b| vec![b[0].slice(0, 1)],
+        );
+        let msg = scan(&cut.0);
+        assert!(
+            msg.contains("routing.parquet") && msg.contains("do not belong together"),
+            "{msg}"
+        );
+        // routing.parquet concatenated with itself.
+        let twice = copy_records(&dir.0, "twice");
+        rewrite(
+            &twice.0.join(super::ROUTING_FILE),
+            Compression::SNAPPY,
+            |b| [b.clone(), b].concat(),
+        );
+        let msg = scan(&twice.0);
+        assert!(
+            msg.contains("holds 16 token routings") && msg.contains("accounts for 8"),
+            "{msg}"
+        );
+        // A NaN weight.
+        let nan = copy_records(&dir.0, "nan");
+        rewrite(&nan.0.join(super::ROUTING_FILE), Compression::SNAPPY, |b| {
+            b.into_iter()
+                .map(|batch| {
+                    let i = batch.schema().index_of("weight").unwrap();
+                    let mut w: Vec<f32> = batch
+                        .column(i)
+                        .as_any()
+                        .downcast_ref::<Float32Array>()
+                        .unwrap()
+                        .values()
+                        .to_vec();
+                    w[3] = f32::NAN;
+                    let mut cols: Vec<ArrayRef> = batch.columns().to_vec();
+                    cols[i] = std::sync::Arc::new(Float32Array::from(w));
+                    RecordBatch::try_new(batch.schema(), cols).unwrap()
+                })
+                .collect()
+        });
+        let msg = scan(&nan.0);
+        assert!(
+            msg.contains("routing.parquet") && msg.contains("`weight`") && msg.contains("NaN"),
+            "{msg}"
+        );
+    }
 
     /// Randomly corrupted record files give errors, never panics.
     #[test]

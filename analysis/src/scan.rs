@@ -204,8 +204,19 @@ impl<'r> Regrouper<'r> {
         }
     }
 
-    /// Checks every expert id of a batch against the run (one vectorisable pass).
+    /// Checks every expert id of a batch against the run and every weight for NaN or
+    /// infinity (vectorisable passes).
     fn check_experts(&self, c: &Columns<'_>) -> Result<()> {
+        if !c.weight.iter().all(|w| w.is_finite()) {
+            let i = c.weight.iter().position(|w| !w.is_finite()).unwrap_or(0);
+            return Err(AnalysisError::records(
+                &self.path,
+                format!(
+                    "column `weight` holds {} at layer {}: the recorded model produced non-finite routing weights (NaN or infinite weights in the checkpoint?)",
+                    c.weight[i], c.layer[i]
+                ),
+            ));
+        }
         let num_experts = self.records.run.num_experts;
         let max = c.expert.iter().copied().max().unwrap_or(0);
         if u32::from(max) < num_experts {
@@ -273,6 +284,29 @@ impl<'r> Regrouper<'r> {
             weights: &c.weight[i..j],
             out_maxabs: c.maxabs.map_or(&[], |m| &m[i..j]),
         })
+    }
+
+    /// Checks that the scan saw one choice per (token, MoE layer) that sequences.parquet
+    /// accounts for: tables cut short, concatenated or from different runs disagree here.
+    fn check_count(&self, choices: u64) -> Result<()> {
+        let tokens: u64 = self
+            .records
+            .sequences
+            .iter()
+            .map(|s| u64::from(s.prompt_tokens) + u64::from(s.generated_tokens))
+            .sum();
+        let expected = tokens * self.records.run.moe_layers.len() as u64;
+        if choices == expected {
+            return Ok(());
+        }
+        Err(AnalysisError::records(
+            &self.path,
+            format!(
+                "holds {choices} token routings, but sequences.parquet accounts for {expected} ({tokens} tokens × {} MoE layers): \
+                 the tables of this folder do not belong together (one cut short, concatenated or from another run); re-record it",
+                self.records.run.moe_layers.len()
+            ),
+        ))
     }
 
     /// The error for rows that do not form whole tokens in rank order.
@@ -359,8 +393,13 @@ pub fn scan_choices(
     let r = Regrouper::new(records, needs);
     let mut p = Pending::default();
     let mut lead = None;
+    let mut choices = 0u64;
+    let mut counted = |c: &Choice<'_>| {
+        choices += 1;
+        f(c)
+    };
     records.scan(&r.columns(), BATCH_ROWS, |b| {
-        r.push_batch(b, &mut p, &mut lead, &mut f)
+        r.push_batch(b, &mut p, &mut lead, &mut counted)
     })?;
     if let Some(l) = lead {
         return Err(r.out_of_order(format!(
@@ -369,9 +408,9 @@ pub fn scan_choices(
         )));
     }
     if p.layer.is_some() {
-        f(&r.choice(&p)?)?;
+        counted(&r.choice(&p)?)?;
     }
-    Ok(())
+    r.check_count(choices)
 }
 
 /// Folds every choice into a state, in no particular order: each worker folds whole row
@@ -402,12 +441,13 @@ pub fn fold_choices<S: Send>(
     // Per worker: its state, and per row group the rows that may belong to tokens of the
     // neighbouring groups: the rows before its first rank-0 row, and its last token.
     type Edges = Vec<(usize, Vec<Pending>)>;
-    let results: Vec<Result<(S, Edges)>> = std::thread::scope(|scope| {
+    let results: Vec<Result<(S, u64, Edges)>> = std::thread::scope(|scope| {
         let handles: Vec<_> = (0..workers)
             .map(|w| {
                 let (r, columns, init, fold) = (&r, &columns, &init, &fold);
-                scope.spawn(move || -> Result<(S, Edges)> {
+                scope.spawn(move || -> Result<(S, u64, Edges)> {
                     let mut s = init();
+                    let mut choices = 0u64;
                     let mut edges = Vec::new();
                     for g in (w..groups).step_by(workers) {
                         let mut p = Pending::default();
@@ -415,6 +455,7 @@ pub fn fold_choices<S: Send>(
                         for batch in read_row_group(&r.path, columns, BATCH_ROWS, g)? {
                             let b = RoutingBatch::new(batch?, r.path.clone());
                             r.push_batch(&b, &mut p, &mut lead, |c| {
+                                choices += 1;
                                 fold(&mut s, c);
                                 Ok(())
                             })?;
@@ -425,7 +466,7 @@ pub fn fold_choices<S: Send>(
                         }
                         edges.push((g, frags));
                     }
-                    Ok((s, edges))
+                    Ok((s, choices, edges))
                 })
             })
             .collect();
@@ -442,10 +483,12 @@ pub fn fold_choices<S: Send>(
             .collect()
     });
     let mut total = init();
+    let mut choices = 0u64;
     let mut edges = Vec::new();
     for res in results {
-        let (s, e) = res?;
+        let (s, n, e) = res?;
         merge(&mut total, s);
+        choices += n;
         edges.extend(e);
     }
     edges.sort_by_key(|e| e.0);
@@ -466,11 +509,14 @@ pub fn fold_choices<S: Send>(
         }
         if let Some(c) = current.replace(frag) {
             fold(&mut total, &r.choice(&c)?);
+            choices += 1;
         }
     }
     if let Some(c) = current {
         fold(&mut total, &r.choice(&c)?);
+        choices += 1;
     }
+    r.check_count(choices)?;
     Ok(total)
 }
 

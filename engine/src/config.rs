@@ -413,7 +413,16 @@ impl ModelConfig {
             architecture,
             vocab_size: f.req_usize("vocab_size")?,
             hidden_size,
-            rms_norm_eps: f.opt_f64("rms_norm_eps")?.unwrap_or(1e-6),
+            rms_norm_eps: f.opt_f64("rms_norm_eps")?.map_or(Ok(1e-6), |eps| {
+                if eps > 0.0 && eps.is_finite() {
+                    Ok(eps)
+                } else {
+                    Err(f.bad(
+                        "rms_norm_eps",
+                        format!("{eps} must be a small positive number (typically 1e-5 or 1e-6)"),
+                    ))
+                }
+            })?,
             max_position_embeddings: f.opt_usize("max_position_embeddings")?.unwrap_or(4096),
             tie_word_embeddings: f.opt_bool("tie_word_embeddings")?.unwrap_or(false),
             attention,

@@ -109,6 +109,13 @@ pub enum EngineError {
     /// A request does not fit the model (too long, empty, bad ids).
     #[error("invalid input: {0}")]
     InvalidInput(String),
+    /// The model computed NaN or infinite values: broken weights or config, or overflow in
+    /// the compute dtype. Reported instead of output built on them.
+    #[error("the model produced non-finite values ({what}); the checkpoint may hold NaN or infinite weights, or its values overflow in this dtype (try --dtype f32)")]
+    NonFinite {
+        /// Where they appeared.
+        what: String,
+    },
     /// A routing intervention names a layer or expert the model lacks, or cannot be honoured.
     #[error("invalid routing policy: {0}")]
     InvalidPolicy(String),

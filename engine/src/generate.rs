@@ -181,6 +181,7 @@ pub fn generate(
             },
         )?;
         let mut rows: Vec<Vec<f32>> = logits.squeeze(1)?.to_vec2()?;
+        check_finite(&rows, &done, step)?;
         if let Some(c) = &opts.contrast {
             let weak = model.forward(
                 &tokens,
@@ -251,6 +252,22 @@ pub(crate) fn left_pad(prompts: &[Vec<u32>]) -> (Vec<Vec<u32>>, Vec<Vec<bool>>) 
             )
         })
         .unzip()
+}
+
+/// Fails on a NaN or infinite logit in a row still generating: text sampled from it would be
+/// meaningless (NaN compares false, so every pick would be token 0).
+fn check_finite(rows: &[Vec<f32>], done: &[bool], step: usize) -> Result<()> {
+    for (b, row) in rows.iter().enumerate() {
+        if done.get(b).copied().unwrap_or(false) {
+            continue;
+        }
+        if let Some(v) = row.iter().find(|v| !v.is_finite()) {
+            return Err(EngineError::NonFinite {
+                what: format!("logit {v} for prompt {b} at generation step {step}"),
+            });
+        }
+    }
+    Ok(())
 }
 
 /// Picks the next token from one row of logits.

@@ -39,7 +39,7 @@ pub use hooks::{Capture, CaptureData, HookPattern, HookPoint, MoeHook, Recorder}
 pub use model::{ForwardOptions, KvCache, LogitsFor, MoeModel};
 pub use policy::{ExpertEdit, Phase, RoutingPolicy, Scope};
 pub use profile::{Intervention, InterventionKind, ScopeName, SteeringProfile, PROFILE_VERSION};
-pub use prompts::{load_prompt_set, PromptInput, PromptRecord};
+pub use prompts::{load_prompt_set, parse_prompt_set, PromptInput, PromptRecord};
 pub use routing::RoutingRule;
 pub use tokenizer::{ChatMessage, TextCodec};
-pub use trace::{trace_batch, trace_batch_streaming, LayerTrace, SequenceTrace};
+pub use trace::{trace_batch, trace_batch_streaming, Choice, LayerTrace, SequenceTrace};

@@ -77,9 +77,19 @@ pub fn sequence_nll(
 /// Sum over positions of `log softmax(logits[0, t])[targets[t]]`.
 fn token_logprobs(logits: &Tensor, targets: &[u32]) -> Result<f64> {
     let rows: Vec<Vec<f32>> = logits.squeeze(0)?.to_vec2()?;
-    Ok(rows
+    let total: f64 = rows
         .iter()
         .zip(targets)
         .map(|(row, &t)| f64::from(log_softmax(row)[t as usize]))
-        .sum())
+        .sum();
+    if !total.is_finite() {
+        let at = rows.iter().position(|r| r.iter().any(|v| !v.is_finite()));
+        return Err(EngineError::NonFinite {
+            what: match at {
+                Some(p) => format!("logits at position {p} of a scored text"),
+                None => "log-probability of a scored text".into(),
+            },
+        });
+    }
+    Ok(total)
 }

@@ -12,20 +12,56 @@ use crate::model::{ForwardOptions, KvCache, LogitsFor, MoeModel};
 use crate::policy::{Phase, RoutingPolicy};
 use crate::tokenizer::TextCodec;
 
-/// The routing of one sequence at one MoE layer; rows are the sequence's positions.
+/// The routing of one sequence at one MoE layer; rows are the sequence's positions. The number
+/// of chosen experts can differ from position to position (a steering profile may change
+/// top-k for generated tokens only), so the choices of position `p` are
+/// `starts[p]..starts[p + 1]` of `ids`, `weights` and `out_maxabs` ([`LayerTrace::choice`]).
 #[derive(Debug, Clone, PartialEq)]
 pub struct LayerTrace {
     /// Decoder layer index.
     pub layer: usize,
-    /// Chosen experts `[positions, top_k]`, after interventions.
+    /// Where each position's choices begin, plus the end: `positions + 1` offsets.
+    pub starts: Vec<usize>,
+    /// Chosen experts of every position, after interventions.
     pub ids: Vec<u32>,
-    /// Their mixing weights `[positions, top_k]`.
+    /// Their mixing weights.
     pub weights: Vec<f32>,
     /// Router scores of every expert `[positions, num_experts]` (softmax or sigmoid of the
     /// router logits before interventions, as the architecture scores them).
     pub scores: Vec<f32>,
-    /// Max |down_proj output| of each chosen expert `[positions, top_k]`.
+    /// Max |down_proj output| of each chosen expert.
     pub out_maxabs: Vec<f32>,
+}
+
+/// The choices of one position at one layer: experts, best first, with their weights.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Choice<'a> {
+    /// Chosen experts.
+    pub ids: &'a [u32],
+    /// Their mixing weights.
+    pub weights: &'a [f32],
+    /// Max |down_proj output| of each.
+    pub out_maxabs: &'a [f32],
+}
+
+impl LayerTrace {
+    /// Positions traced.
+    pub fn positions(&self) -> usize {
+        self.starts.len().saturating_sub(1)
+    }
+
+    /// The choices at `position` (empty past the end).
+    pub fn choice(&self, position: usize) -> Choice<'_> {
+        let range = match (self.starts.get(position), self.starts.get(position + 1)) {
+            (Some(&a), Some(&b)) => a..b,
+            _ => 0..0,
+        };
+        Choice {
+            ids: &self.ids[range.clone()],
+            weights: &self.weights[range.clone()],
+            out_maxabs: &self.out_maxabs[range],
+        }
+    }
 }
 
 /// Everything recorded for one prompt.
@@ -40,8 +76,6 @@ pub struct SequenceTrace {
     pub generated: Option<Generated>,
     /// One entry per MoE layer, in layer order.
     pub layers: Vec<LayerTrace>,
-    /// Experts chosen per token.
-    pub top_k: usize,
     /// Routed experts per layer.
     pub num_experts: usize,
 }
@@ -110,7 +144,7 @@ pub fn trace_batch_streaming(
             .chain((1..=fed).map(|s| (s, b)))
             .collect();
         let mut layers = Vec::new();
-        let (mut top_k, mut num_experts) = (0, 0);
+        let mut num_experts = 0;
         for (&layer, hooks) in calls.first().map(|c| &c.layers).into_iter().flatten() {
             let get = |hook: MoeHook, call: usize| -> Result<&Capture> {
                 calls
@@ -128,6 +162,7 @@ pub fn trace_batch_streaming(
             let k = hooks.get(&MoeHook::TopkIds).map_or(0, |c| c.shape[1]);
             let mut t = LayerTrace {
                 layer,
+                starts: vec![0],
                 ids: Vec::with_capacity(rows.len() * k),
                 weights: Vec::with_capacity(rows.len() * k),
                 scores: Vec::with_capacity(rows.len() * e),
@@ -144,8 +179,8 @@ pub fn trace_batch_streaming(
                 let start = t.scores.len();
                 t.scores.resize(start + logits.len(), 0.0);
                 scoring.score_into(logits, &mut t.scores[start..]);
+                t.starts.push(t.ids.len());
             }
-            top_k = k;
             num_experts = e;
             layers.push(t);
         }
@@ -154,7 +189,6 @@ pub fn trace_batch_streaming(
             prompt_len: prompt.len(),
             generated: gen,
             layers,
-            top_k,
             num_experts,
         });
     }

@@ -34,12 +34,9 @@ pub fn sequence_view(records: &Records, seq_index: u32) -> Result<RunView> {
         output: info.generated_text.clone().unwrap_or_default(),
         output_tokens: Vec::new(),
         layers: layers.clone(),
-        top_k: records.run.top_k as usize,
         num_experts: records.run.num_experts as usize,
-        ids: vec![Vec::new(); layers.len()],
-        weights: vec![Vec::new(); layers.len()],
+        choices: vec![Vec::new(); layers.len()],
     };
-    let k = view.top_k;
     let needs = Needs {
         token_text: true,
         sequence: true,
@@ -56,21 +53,21 @@ pub fn sequence_view(records: &Records, seq_index: u32) -> Result<RunView> {
             }
             view.tokens[p] = c.token_text.to_string();
         }
-        let (ids, weights) = (&mut view.ids[c.layer_slot], &mut view.weights[c.layer_slot]);
-        if ids.len() < (p + 1) * k {
-            ids.resize((p + 1) * k, 0);
-            weights.resize((p + 1) * k, 0.0);
+        let positions = &mut view.choices[c.layer_slot];
+        if positions.len() <= p {
+            positions.resize(p + 1, Vec::new());
         }
-        for (r, (&e, &w)) in c.experts.iter().zip(c.weights).take(k).enumerate() {
-            ids[p * k + r] = u32::from(e);
-            weights[p * k + r] = w;
-        }
+        positions[p] = c
+            .experts
+            .iter()
+            .map(|&e| u32::from(e))
+            .zip(c.weights.iter().copied())
+            .collect();
         Ok(())
     })?;
     let n = view.tokens.len();
-    for (ids, weights) in view.ids.iter_mut().zip(&mut view.weights) {
-        ids.resize(n * k, 0);
-        weights.resize(n * k, 0.0);
+    for positions in &mut view.choices {
+        positions.resize(n, Vec::new());
     }
     view.output_tokens = view
         .tokens

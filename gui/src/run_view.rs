@@ -17,14 +17,11 @@ pub struct RunView {
     pub output_tokens: Vec<String>,
     /// Decoder index of each MoE layer, in order.
     pub layers: Vec<usize>,
-    /// Experts per token.
-    pub top_k: usize,
     /// Routed experts per layer.
     pub num_experts: usize,
-    /// `[moe layer][position * top_k + rank]` chosen expert ids.
-    pub ids: Vec<Vec<u32>>,
-    /// Their mixing weights, same layout as `ids`.
-    pub weights: Vec<Vec<f32>>,
+    /// `[moe layer][position]`: the chosen experts with their mixing weights, best first (as
+    /// many as that layer chose for that token; top-k can differ by layer and position).
+    pub choices: Vec<Vec<Vec<(u32, f32)>>>,
 }
 
 impl RunView {
@@ -39,10 +36,23 @@ impl RunView {
                 .map(|g| g.tokens.iter().map(|&t| codec.token_text(t)).collect())
                 .unwrap_or_default(),
             layers: trace.layers.iter().map(|l| l.layer).collect(),
-            top_k: trace.top_k,
             num_experts: trace.num_experts,
-            ids: trace.layers.iter().map(|l| l.ids.clone()).collect(),
-            weights: trace.layers.iter().map(|l| l.weights.clone()).collect(),
+            choices: trace
+                .layers
+                .iter()
+                .map(|l| {
+                    (0..l.positions())
+                        .map(|p| {
+                            let c = l.choice(p);
+                            c.ids
+                                .iter()
+                                .copied()
+                                .zip(c.weights.iter().copied())
+                                .collect()
+                        })
+                        .collect()
+                })
+                .collect(),
         }
     }
 
@@ -53,27 +63,21 @@ impl RunView {
 
     /// The experts and weights of `position` at MoE layer `slot` (index into `layers`).
     pub fn choice(&self, slot: usize, position: usize) -> Vec<(u32, f32)> {
-        let k = self.top_k;
-        let range = position * k..(position + 1) * k;
-        match (self.ids.get(slot), self.weights.get(slot)) {
-            (Some(ids), Some(w)) if range.end <= ids.len() && range.end <= w.len() => ids
-                [range.clone()]
-            .iter()
-            .copied()
-            .zip(w[range].iter().copied())
-            .collect(),
-            _ => Vec::new(),
-        }
+        self.choices
+            .get(slot)
+            .and_then(|positions| positions.get(position))
+            .cloned()
+            .unwrap_or_default()
     }
 
     /// Share of positions routed to each expert, per MoE layer: `[slot][expert]`.
     pub fn load(&self) -> Vec<Vec<f64>> {
         let n = self.positions().max(1) as f64;
-        self.ids
+        self.choices
             .iter()
-            .map(|ids| {
+            .map(|positions| {
                 let mut counts = vec![0f64; self.num_experts];
-                for &e in ids {
+                for &(e, _) in positions.iter().flatten() {
                     if let Some(c) = counts.get_mut(e as usize) {
                         *c += 1.0;
                     }
@@ -123,12 +127,19 @@ mod tests {
             output: "c".into(),
             output_tokens: vec!["c".into()],
             layers: vec![1, 3],
-            top_k: 2,
             num_experts: 4,
-            ids: vec![vec![0, 1, 0, 2, 3, 0], vec![1, 2, 1, 2, 1, 3]],
-            weights: vec![
-                vec![0.6, 0.4, 0.7, 0.3, 0.5, 0.5],
-                vec![0.9, 0.1, 0.8, 0.2, 0.6, 0.4],
+            choices: vec![
+                vec![
+                    vec![(0, 0.6), (1, 0.4)],
+                    vec![(0, 0.7), (2, 0.3)],
+                    vec![(3, 0.5), (0, 0.5)],
+                ],
+                // Top-1 for the generated token at this layer.
+                vec![
+                    vec![(1, 0.9), (2, 0.1)],
+                    vec![(1, 0.8), (2, 0.2)],
+                    vec![(1, 1.0)],
+                ],
             ],
         }
     }
@@ -141,7 +152,8 @@ mod tests {
         assert_eq!(v.choice(0, 9), vec![]);
         let load = v.load();
         assert_eq!(load[0], vec![1.0, 1.0 / 3.0, 1.0 / 3.0, 1.0 / 3.0]);
-        assert_eq!(load[1], vec![0.0, 1.0, 2.0 / 3.0, 1.0 / 3.0]);
+        assert_eq!(load[1], vec![0.0, 1.0, 2.0 / 3.0, 0.0]);
+        assert_eq!(v.choice(1, 2), vec![(1, 1.0)]);
         assert_eq!(v.positions_of(1, 2), vec![(0, 0.1), (1, 0.2)]);
         assert_eq!(v.slot_of(3), Some(1));
         assert_eq!(v.slot_of(2), None);

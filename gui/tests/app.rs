@@ -178,9 +178,9 @@ fn a_recording_is_browsed_sequence_by_sequence_and_counts_an_experts_tokens() {
         (first.prompt_tokens + first.generated_tokens) as usize
     );
     assert!(view
-        .ids
+        .choices
         .iter()
-        .all(|ids| ids.len() == view.positions() * view.top_k));
+        .all(|layer| layer.len() == view.positions() && layer.iter().all(|c| c.len() == 2)));
 
     h.get_by_label("L0:E11").click();
     h.run_steps(2);

@@ -194,6 +194,28 @@ impl ExperimentConfig {
                 self.version
             );
         }
+        check_name("name", &self.name)?;
+        let mut arm_files = std::collections::HashMap::new();
+        for a in &self.arms {
+            check_name("[[arm]] name", &a.name)?;
+            if let Some(other) = arm_files.insert(super::slug(&a.name), &a.name) {
+                bail!(
+                    "[[arm]] names {other:?} and {:?} name the same arm (file names use {:?}); give each arm its own name",
+                    a.name,
+                    super::slug(&a.name)
+                );
+            }
+        }
+        let mut evals = std::collections::HashSet::new();
+        for e in &self.evals {
+            check_name("[[eval]] name", &e.name)?;
+            if !evals.insert(&e.name) {
+                bail!(
+                    "[[eval]] name {:?} is used twice; give each set its own name",
+                    e.name
+                );
+            }
+        }
         if !["auto", "f32", "bf16", "f16"].contains(&self.dtype.as_str()) {
             bail!("dtype = \"{}\": use auto, f32, bf16 or f16", self.dtype);
         }
@@ -227,6 +249,9 @@ impl ExperimentConfig {
         if d.max_per_layer == Some(0) {
             bail!("[detect] max_per_layer must be at least 1");
         }
+        if self.sweep.random_draws == 0 {
+            bail!("[sweep] random_draws = 0: the top experts are compared with random ones; use at least 1 (e.g. 5)");
+        }
         if self.sweep.sizes.is_empty() || self.sweep.sizes.contains(&0) {
             bail!("[sweep] sizes: give one or more sizes, each at least 1, e.g. sizes = [1, 2, 5, 10]");
         }
@@ -243,6 +268,16 @@ impl ExperimentConfig {
             };
             if needs_value && a.value.is_none() {
                 bail!("{ctx}: intervention \"{}\" needs a `value`", a.intervention);
+            }
+            if let Some(v) = a.value {
+                let non_negative = a.intervention != "logit_bias";
+                if !v.is_finite() || (non_negative && v < 0.0) {
+                    bail!(
+                        "{ctx}: value = {v}: {} needs a finite{} number",
+                        a.intervention,
+                        if non_negative { ", non-negative" } else { "" }
+                    );
+                }
             }
             if !matches!(a.scope.as_str(), "prompt" | "generated" | "both") {
                 bail!(
@@ -277,6 +312,93 @@ impl ExperimentConfig {
     }
 }
 
+/// Longest name accepted for an experiment, arm or eval set.
+const MAX_NAME_CHARS: usize = 64;
+
+/// Names become folder and file names (through [`super::slug`]): each must hold a letter or
+/// digit and be short; nothing in it can reach outside the report folder.
+fn check_name(field: &str, name: &str) -> Result<()> {
+    if !name.chars().any(|c| c.is_ascii_alphanumeric()) {
+        bail!("{field} = {name:?}: give a name with at least one letter or digit, e.g. \"mask\"");
+    }
+    if name.contains(['/', '\\']) {
+        bail!("{field} = {name:?}: names become file names; leave out / and \\");
+    }
+    if name.chars().count() > MAX_NAME_CHARS || name.chars().any(char::is_control) {
+        bail!("{field} = {name:?}: use at most {MAX_NAME_CHARS} printable characters");
+    }
+    Ok(())
+}
+
 fn auto_dtype() -> String {
     "auto".to_string()
+}
+
+/// The fuzz tests' text mutator, shared with the integration tests.
+#[cfg(test)]
+#[path = "../../tests/common/mutate.rs"]
+mod mutate;
+
+#[cfg(test)]
+mod tests {
+    use std::panic::{catch_unwind, AssertUnwindSafe};
+
+    use rand::SeedableRng;
+
+    use super::{mutate, ExperimentConfig};
+
+    /// Mutated experiment files give `Ok` or an error, never a panic (seeded; longer runs
+    /// with `MOESCOPE_FUZZ_ROUNDS`).
+    #[test]
+    fn mutated_experiment_files_never_panic() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+        let mut parsed = 0;
+        for (seed, file) in [
+            "experiments/refusal.toml",
+            "experiments/think-attribution.toml",
+        ]
+        .iter()
+        .enumerate()
+        {
+            let base = std::fs::read_to_string(root.join(file)).unwrap();
+            assert!(ExperimentConfig::parse(&base).is_ok(), "{file} is valid");
+            let mut rng = rand::rngs::StdRng::seed_from_u64(seed as u64);
+            for round in 0..mutate::rounds(300) {
+                let text = mutate::mutate(&base, &mut rng);
+                match catch_unwind(AssertUnwindSafe(|| ExperimentConfig::parse(&text))) {
+                    Ok(r) => parsed += usize::from(r.is_ok()),
+                    Err(_) => panic!("{file} round {round} panicked on:\n{text}"),
+                }
+            }
+        }
+        assert!(parsed > 0, "some mutations stay valid");
+    }
+
+    #[test]
+    fn names_and_values_are_checked() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+        let base = std::fs::read_to_string(root.join("experiments/refusal.toml")).unwrap();
+        for (from, to, why) in [
+            ("name = \"refusal\"", "name = \"../../x\"", "leave out /"),
+            ("name = \"refusal\"", "name = \"\"", "letter or digit"),
+            ("name = \"force\"", "name = \"mask\"", "same arm"),
+            ("name = \"allowed\"", "name = \"forbidden\"", "used twice"),
+            ("random_draws = 5", "random_draws = 0", "random_draws = 0"),
+            (
+                "intervention = \"mask\"",
+                "intervention = \"scale\"\nvalue = nan",
+                "finite",
+            ),
+            (
+                "intervention = \"mask\"",
+                "intervention = \"scale\"\nvalue = -1.0",
+                "non-negative",
+            ),
+        ] {
+            let text = base.replacen(from, to, 1);
+            assert_ne!(text, base, "{from}");
+            let err = format!("{:#}", ExperimentConfig::parse(&text).unwrap_err());
+            assert!(err.contains(why), "{to}: {err}");
+        }
+    }
 }

@@ -100,7 +100,26 @@ impl Setup {
                 .with_context(|| format!("rendering {}", path.display()))?;
             Ok((records, texts))
         };
-        let detect_prompts = encode(&cfg.detect.prompts)?.0.len();
+        let (detect_records, _) = encode(&cfg.detect.prompts)?;
+        let detect_prompts = detect_records.len();
+        let d = &cfg.detect;
+        for (key, label) in [
+            ("behaviour", &d.behaviour),
+            ("control", &d.control),
+            ("label", &d.label),
+        ] {
+            if let Some(label) = label {
+                if !detect_records
+                    .iter()
+                    .any(|r| r.label.as_deref() == Some(label.as_str()))
+                {
+                    bail!(
+                        "[detect] {key} = {label:?}: no prompt of {} has that label",
+                        d.prompts.display()
+                    );
+                }
+            }
+        }
         let mut evals = BTreeMap::new();
         for e in &cfg.evals {
             let (records, texts) = encode(&e.prompts)?;
@@ -159,6 +178,14 @@ impl Setup {
         }
         let c = ck.model.config();
         let max_per_layer = cfg.detect.max_per_layer.unwrap_or(c.moe.top_k);
+        let candidates = max_per_layer.min(c.moe.num_experts) * c.moe_layers().len();
+        if let Some(&too_many) = cfg.sweep.sizes.iter().find(|&&n| n > candidates) {
+            bail!(
+                "[sweep] sizes: {too_many} experts asked for, but the ranking holds at most {candidates} \
+                 ({max_per_layer} per layer × {} MoE layers); use sizes up to {candidates} or raise [detect] max_per_layer",
+                c.moe_layers().len()
+            );
+        }
         let forcing = cfg.arms.iter().any(|a| a.intervention == "force");
         if forcing && max_per_layer > c.moe.top_k {
             bail!(
@@ -187,10 +214,12 @@ fn run_experiment(args: &ExperimentRunArgs) -> Result<()> {
     let out = args
         .out
         .clone()
-        .unwrap_or_else(|| PathBuf::from("reports").join(&cfg.name));
-    prepare_out(&out, args.overwrite)?;
+        .unwrap_or_else(|| PathBuf::from("reports").join(slug(&cfg.name)));
+    check_out(&out, args.overwrite)?;
     let ck = load(&model_args(&cfg, &args.device))?;
     let setup = Setup::load(&cfg, &ck).with_context(|| args.file.display().to_string())?;
+    // Everything is checked; only now is an old report replaced.
+    prepare_out(&out)?;
     let stop = interrupt_flag();
 
     let mut resolved = cfg.clone();
@@ -350,24 +379,57 @@ fn run_experiment(args: &ExperimentRunArgs) -> Result<()> {
 }
 
 /// Refuses to mix a new report with an old one unless asked to replace it.
-fn prepare_out(out: &Path, overwrite: bool) -> Result<()> {
-    if out.exists() {
-        let non_empty = std::fs::read_dir(out)
-            .with_context(|| format!("reading {}", out.display()))?
-            .next()
-            .is_some();
-        if non_empty && !overwrite {
-            bail!(
-                "{} already holds files; pass --overwrite to replace that report, or choose another --out",
-                out.display()
-            );
-        }
-        if non_empty {
-            std::fs::remove_dir_all(out)
-                .with_context(|| format!("removing the old report {}", out.display()))?;
-        }
+/// The file that marks a folder as a report of `experiment run`; `--overwrite` replaces only
+/// folders that hold it.
+const REPORT_MARKER: &str = ".moescope-report";
+
+/// Fails, touching nothing, when `out` holds files and may not be replaced: without
+/// `--overwrite`, or when it is not a report folder this command wrote.
+fn check_out(out: &Path, overwrite: bool) -> Result<()> {
+    if !out.exists() {
+        return Ok(());
     }
-    std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))
+    if !out.is_dir() {
+        bail!(
+            "--out {}: a file is in the way; choose another --out",
+            out.display()
+        );
+    }
+    let non_empty = std::fs::read_dir(out)
+        .with_context(|| format!("cannot read {}", out.display()))?
+        .next()
+        .is_some();
+    if !non_empty {
+        return Ok(());
+    }
+    if !overwrite {
+        bail!(
+            "{} already holds files; pass --overwrite to replace that report, or choose another --out",
+            out.display()
+        );
+    }
+    if !out.join(REPORT_MARKER).is_file() {
+        bail!(
+            "{} holds files but is not a report written by `moescope experiment run` (no {REPORT_MARKER} in it), \
+             so --overwrite will not delete it; choose another --out or empty it yourself",
+            out.display()
+        );
+    }
+    Ok(())
+}
+
+/// Empties a report folder that [`check_out`] accepted and marks it as a report.
+fn prepare_out(out: &Path) -> Result<()> {
+    if out.join(REPORT_MARKER).is_file() {
+        std::fs::remove_dir_all(out)
+            .with_context(|| format!("cannot remove the old report {}", out.display()))?;
+    }
+    std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
+    write_text(
+        &out.join(REPORT_MARKER),
+        "A report of `moescope experiment run`; `--overwrite` may replace this folder.\n",
+    )
+    .with_context(|| format!("cannot write in {}", out.display()))
 }
 
 /// The ranking table of the detection statistic over the detection records.

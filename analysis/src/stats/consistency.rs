@@ -1,7 +1,7 @@
 //! Local routing consistency: how well a small fixed set of experts covers a segment of
 //! consecutive tokens. For each segment of `m` tokens at a layer, SRP ("segment routing best
-//! performance") is the share of the segment's m·k expert choices covered by the best k experts
-//! for that segment, and SCH ("segment cache best hit rate") the share covered by the best
+//! performance") is the share of the segment's expert choices covered by the best k experts (k: the
+//! most any of its tokens chose) for that segment, and SCH ("segment cache best hit rate") the share covered by the best
 //! `cache` experts. Segments do not cross sequences; a sequence's incomplete last segment is
 //! left out.
 
@@ -14,7 +14,6 @@ use crate::table::{Column, Table};
 /// Per layer: `segments`, mean `srp` and mean `sch`.
 pub fn consistency(records: &Records, segment: usize, cache: usize) -> Result<Table> {
     let e = records.run.num_experts as usize;
-    let k = records.run.top_k as usize;
     if segment == 0 || cache == 0 || cache > e {
         return Err(AnalysisError::Invalid(format!(
             "segment length must be ≥ 1 and cache size between 1 and {e} (the number of experts); got {segment} and {cache}"
@@ -23,6 +22,10 @@ pub fn consistency(records: &Records, segment: usize, cache: usize) -> Result<Ta
     let layers = records.run.moe_layers.len();
     let mut counts = vec![vec![0u32; e]; layers];
     let mut filled = vec![0usize; layers];
+    // Choices in the current segment, and the most any of its tokens made (top-k can differ
+    // by layer and between prompt and generated tokens under a steering profile).
+    let mut chosen = vec![0usize; layers];
+    let mut widest = vec![0usize; layers];
     let mut seq_of = vec![u32::MAX; layers];
     let mut segments = vec![0u64; layers];
     let mut srp = vec![0f64; layers];
@@ -38,7 +41,11 @@ pub fn consistency(records: &Records, segment: usize, cache: usize) -> Result<Ta
             seq_of[l] = c.seq_index;
             counts[l].iter_mut().for_each(|x| *x = 0);
             filled[l] = 0;
+            chosen[l] = 0;
+            widest[l] = 0;
         }
+        chosen[l] += c.experts.len();
+        widest[l] = widest[l].max(c.experts.len());
         for &x in c.experts {
             counts[l][x as usize] += 1;
         }
@@ -46,7 +53,7 @@ pub fn consistency(records: &Records, segment: usize, cache: usize) -> Result<Ta
         if filled[l] == segment {
             sorted.copy_from_slice(&counts[l]);
             sorted.sort_unstable_by(|a, b| b.cmp(a));
-            let total = (segment * k) as f64;
+            let (k, total) = (widest[l], chosen[l].max(1) as f64);
             let top = |n: usize| {
                 sorted[..n.min(e)]
                     .iter()
@@ -58,6 +65,8 @@ pub fn consistency(records: &Records, segment: usize, cache: usize) -> Result<Ta
             segments[l] += 1;
             counts[l].iter_mut().for_each(|x| *x = 0);
             filled[l] = 0;
+            chosen[l] = 0;
+            widest[l] = 0;
         }
         Ok(())
     })?;

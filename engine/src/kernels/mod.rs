@@ -206,22 +206,21 @@ fn grouped_on(
     );
     for g in groups {
         assert_eq!(g.w.len(), m * k, "each group's w must be [m, k]");
+        assert_eq!(
+            std::mem::discriminant(&g.w),
+            std::mem::discriminant(&groups[0].w),
+            "every group's w must have the same format"
+        );
     }
     let path = if path.supported() {
         path
     } else {
         KernelPath::Portable
     };
-    // The bf16 dot-product path reads activations as bf16 pairs.
-    let bf16_dot = path == KernelPath::Avx512Bf16;
-    let x_bf16: Vec<bf16> = if bf16_dot && groups.iter().any(|g| matches!(g.w, HalfMatrix::Bf16(_)))
-    {
-        x.par_iter()
-            .with_min_len(1 << 16)
-            .map(|&v| bf16::from_f32(v))
-            .collect()
-    } else {
-        Vec::new()
+    // Every group's weights share one format (they are one model's experts).
+    let x_prep = match groups.first() {
+        Some(g) => simd::Activations::prepare(path, g.w, x, k),
+        None => return,
     };
     let threads = rayon::current_num_threads();
     let tasks: Vec<(usize, Range<usize>)> = groups
@@ -245,15 +244,10 @@ fn grouped_on(
             // SAFETY: `rows` lies within `out` (checked above).
             out: unsafe { out_ptr.get().add(rows.start * m) },
         };
-        let xb = if x_bf16.is_empty() {
-            &x_bf16[..]
-        } else {
-            &x_bf16[rows.start * k..rows.end * k]
-        };
         // SAFETY: the slices have the lengths checked above; each task writes only its own
         // group's rows at its own columns, which no other task writes (groups are disjoint);
         // the path is supported.
-        unsafe { simd::run(path, &x[rows.start * k..rows.end * k], xb, g.w, &args) }
+        unsafe { simd::run(path, &x_prep, rows, g.w, &args) }
     });
 }
 

@@ -1,0 +1,437 @@
+//! Data safety on the command line: no input panics the binary, no output replaces an input
+//! or a folder the command did not write, interruptions leave complete marked files and a
+//! non-zero status. One test per way data used to be lost (issue "Data safety").
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{moescope, repo_root};
+use moescope_analysis::scan::{scan_choices, Needs};
+use moescope_analysis::Records;
+
+/// A fresh folder under the system's temp dir, removed when dropped.
+struct Scratch(PathBuf);
+
+impl Scratch {
+    fn new(name: &str) -> Self {
+        let dir =
+            std::env::temp_dir().join(format!("moescope-safety-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        Self(dir)
+    }
+
+    fn path(&self, rel: &str) -> PathBuf {
+        self.0.join(rel)
+    }
+
+    fn arg(&self, rel: &str) -> String {
+        self.path(rel).display().to_string()
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn smoke_prompts() -> String {
+    repo_root()
+        .join("datasets/examples/smoke.jsonl")
+        .display()
+        .to_string()
+}
+
+/// Asserts a failed run that names every part in its message and did not panic.
+fn fails_naming(args: &[&str], parts: &[&str]) {
+    let (ok, _, err) = moescope(args);
+    assert!(!ok, "{args:?} should fail");
+    assert!(!err.contains("panicked"), "{args:?} panicked: {err}");
+    for p in parts {
+        assert!(err.contains(p), "{args:?}: message lacks {p:?}: {err}");
+    }
+}
+
+/// A steering profile changing top-k at one layer of the default model (top-2 elsewhere).
+fn top_k_profile(dir: &Scratch, layer: usize, k: usize, scope: &str) -> String {
+    let text = format!(
+        "version = 1\nname = \"top-k\"\n\n[[intervention]]\nlayer = {layer}\nkind = \"top_k\"\nvalue = {k}\nscope = \"{scope}\"\n"
+    );
+    let path = dir.path(&format!("topk-{layer}-{k}-{scope}.toml"));
+    std::fs::write(&path, text).expect("profile");
+    path.display().to_string()
+}
+
+/// Per (layer slot, generated?) the set of experts-per-token counts seen in a recording, after
+/// checking that each token's weights are its own (they sum to 1 for a softmax top-k router
+/// with normalised weights, or at most 1 otherwise).
+fn choices_per_token(records: &Path) -> Vec<(usize, bool, usize)> {
+    let rec = Records::open(records).expect("records open");
+    let mut seen = std::collections::BTreeSet::new();
+    scan_choices(&rec, Needs::default(), |c| {
+        let sum: f32 = c.weights.iter().sum();
+        assert!(sum <= 1.0 + 1e-4, "weights of one token sum to {sum}");
+        let mut experts = c.experts.to_vec();
+        experts.sort_unstable();
+        experts.dedup();
+        assert_eq!(
+            experts.len(),
+            c.experts.len(),
+            "an expert twice in one token"
+        );
+        seen.insert((c.layer_slot, c.is_generated, c.experts.len()));
+        Ok(())
+    })
+    .expect("scan");
+    seen.into_iter().collect()
+}
+
+#[test]
+fn per_layer_and_generated_only_top_k_record_and_analyze() {
+    let dir = Scratch::new("topk");
+    for (k, scope) in [(1, "both"), (4, "both"), (1, "generated"), (4, "generated")] {
+        let profile = top_k_profile(&dir, 2, k, scope);
+        let out = dir.arg(&format!("rec-{k}-{scope}"));
+        let (ok, _, err) = moescope(&[
+            "record",
+            "--prompts",
+            &smoke_prompts(),
+            "--out",
+            &out,
+            "--steer",
+            &profile,
+            "--generate",
+            "3",
+        ]);
+        assert!(ok, "record with top_k {k} ({scope}): {err}");
+        let seen = choices_per_token(Path::new(&out));
+        // Layer 2 is the third MoE layer of the default model (every layer is MoE).
+        for &(slot, generated, n) in &seen {
+            let changed = slot == 2 && (scope == "both" || generated);
+            assert_eq!(
+                n,
+                if changed { k } else { 2 },
+                "slot {slot} generated {generated}: {seen:?}"
+            );
+        }
+        assert!(
+            seen.iter().any(|&(s, g, _)| s == 2 && g),
+            "generated tokens recorded"
+        );
+        let (ok, _, err) = moescope(&[
+            "analyze",
+            "freq",
+            "--records",
+            &out,
+            "--out",
+            &dir.arg(&format!("freq-{k}-{scope}")),
+        ]);
+        assert!(ok, "analyze freq: {err}");
+        let (ok, _, err) = moescope(&[
+            "analyze",
+            "consistency",
+            "--records",
+            &out,
+            "--out",
+            &dir.arg(&format!("cons-{k}-{scope}")),
+        ]);
+        assert!(ok, "analyze consistency: {err}");
+    }
+}
+
+#[test]
+fn show_routing_prints_each_layers_own_top_k() {
+    let dir = Scratch::new("showrouting");
+    let profile = top_k_profile(&dir, 1, 1, "generated");
+    let (ok, out, err) = moescope(&[
+        "generate",
+        "--prompt",
+        "The cat",
+        "--max-tokens",
+        "4",
+        "--steer",
+        &profile,
+        "--show-routing",
+    ]);
+    assert!(ok, "{err}");
+    let table = out
+        .split("routing (experts chosen")
+        .nth(1)
+        .expect("routing table");
+    let rows: Vec<&str> = table
+        .lines()
+        .filter(|l| l.contains(" | "))
+        .skip(1)
+        .collect();
+    assert!(rows.len() >= 3, "{table}");
+    for row in rows {
+        let cells: Vec<&str> = row.split(" | ").collect();
+        // cells[0] holds position, token and layer 0's experts; cells[1] is layer 1.
+        let layer1 = cells[1].split(',').count();
+        let generated = row.contains("*");
+        assert_eq!(layer1, if generated { 1 } else { 2 }, "{row}");
+        assert_eq!(cells[2].trim().split(',').count(), 2, "{row}");
+    }
+}
+
+/// Records the smoke set into `out` (a fresh recording).
+fn record(out: &str, extra: &[&str]) -> (bool, String) {
+    let mut args = vec!["record", "--prompts", &smoke_prompts_static(), "--out", out];
+    args.extend_from_slice(extra);
+    let (ok, _, err) = moescope(&args);
+    (ok, err)
+}
+
+fn smoke_prompts_static() -> &'static str {
+    static PATH: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    PATH.get_or_init(smoke_prompts)
+}
+
+#[test]
+fn outputs_never_replace_the_records_they_read() {
+    let dir = Scratch::new("analyzeout");
+    let rec = dir.arg("rec");
+    assert!(record(&rec, &[]).0);
+    let before = std::fs::read(dir.path("rec/routing.parquet")).expect("routing");
+    for out in ["rec/routing", "rec/run.parquet", "rec/sequences"] {
+        fails_naming(
+            &["analyze", "freq", "--records", &rec, "--out", &dir.arg(out)],
+            &["would replace", "choose an --out"],
+        );
+    }
+    assert_eq!(
+        std::fs::read(dir.path("rec/routing.parquet")).unwrap(),
+        before
+    );
+    // Beside the tables, under other names, is fine.
+    let (ok, _, err) = moescope(&[
+        "analyze",
+        "freq",
+        "--records",
+        &rec,
+        "--out",
+        &dir.arg("rec/freq"),
+    ]);
+    assert!(ok, "{err}");
+}
+
+#[test]
+fn record_refuses_an_existing_recording_and_never_mixes_runs() {
+    let dir = Scratch::new("rerecord");
+    let rec = dir.arg("rec");
+    assert!(record(&rec, &["--full-probs", "--run-id", "first"]).0);
+    let (ok, err) = record(&rec, &["--run-id", "second"]);
+    assert!(
+        !ok && err.contains("already holds a recording") && err.contains("--overwrite"),
+        "{err}"
+    );
+    assert!(Records::open(Path::new(&rec)).unwrap().run.run_id == "first");
+    let (ok, err) = record(&rec, &["--run-id", "second", "--overwrite"]);
+    assert!(ok, "{err}");
+    assert_eq!(Records::open(Path::new(&rec)).unwrap().run.run_id, "second");
+    assert!(
+        !dir.path("rec/router_probs.parquet").exists(),
+        "the first run's router_probs.parquet was left beside the second run"
+    );
+}
+
+fn write_experiment(dir: &Scratch, name: &str, arms: &[&str]) -> String {
+    let root = repo_root();
+    let mut text = format!(
+        "version = 1\nname = {name:?}\ndtype = \"f32\"\n\n[detect]\nprompts = \"{}\"\nstatistic = \"contrast\"\nbehaviour = \"refusal\"\ncontrol = \"comply\"\n\n[sweep]\nsizes = [1]\n",
+        root.join("datasets/refusal/detect.jsonl").display()
+    );
+    for arm in arms {
+        text.push_str(&format!(
+            "\n[[arm]]\nname = {arm:?}\nintervention = \"mask\"\neval = \"forbidden\"\nexpect = \"lower\"\n"
+        ));
+    }
+    text.push_str(&format!(
+        "\n[[eval]]\nname = \"forbidden\"\nprompts = \"{}\"\nrules = \"{}\"\nmetrics = [\"rule:refusal\"]\n",
+        root.join("datasets/refusal/heldout-forbidden.jsonl").display(),
+        root.join("datasets/examples/rules.toml").display()
+    ));
+    text.push_str(&format!(
+        "\n[quality]\nprompts = \"{}\"\n",
+        root.join("datasets/neutral/heldout.jsonl").display()
+    ));
+    let path = dir.path(&format!("exp-{}-{}.toml", slug_for_file(name), arms.len()));
+    std::fs::write(&path, text).expect("experiment");
+    path.display().to_string()
+}
+
+fn slug_for_file(name: &str) -> String {
+    name.chars().filter(char::is_ascii_alphanumeric).collect()
+}
+
+#[test]
+fn experiment_names_are_checked_before_anything_is_written() {
+    let dir = Scratch::new("expnames");
+    for (name, arms, why) in [
+        ("../../x", vec!["mask"], "leave out /"),
+        ("/tmp/abs", vec!["mask"], "leave out /"),
+        ("", vec!["mask"], "at least one letter or digit"),
+        ("ok", vec!["a/b"], "leave out /"),
+        ("ok", vec!["mask", "mask"], "same arm"),
+        ("ok", vec!["Mask A", "mask-a"], "same arm"),
+    ] {
+        let file = write_experiment(&dir, name, &arms);
+        let (ok, _, err) = moescope(&["experiment", "check", &file]);
+        assert!(!ok && err.contains(why), "{name} {arms:?}: {err}");
+    }
+    let file = write_experiment(&dir, "fine name", &["mask"]);
+    let (ok, _, err) = moescope(&["experiment", "check", &file]);
+    assert!(ok, "{err}");
+}
+
+#[test]
+fn experiment_overwrite_never_deletes_a_folder_it_did_not_write() {
+    let dir = Scratch::new("expoverwrite");
+    let file = write_experiment(&dir, "safety", &["mask"]);
+    let out = dir.path("mine");
+    std::fs::create_dir_all(&out).unwrap();
+    std::fs::write(out.join("notes.txt"), "keep me").unwrap();
+    fails_naming(
+        &[
+            "experiment",
+            "run",
+            &file,
+            "--out",
+            &out.display().to_string(),
+            "--overwrite",
+        ],
+        &["not a report written by", "will not delete"],
+    );
+    assert_eq!(
+        std::fs::read_to_string(out.join("notes.txt")).unwrap(),
+        "keep me"
+    );
+    // A report folder (marked) whose rerun fails on a missing model is left as it was.
+    std::fs::write(out.join(".moescope-report"), "").unwrap();
+    let bad = std::fs::read_to_string(&file).unwrap().replace(
+        "dtype = \"f32\"",
+        "dtype = \"f32\"\nmodel = \"/nonexistent/model\"",
+    );
+    let bad_file = dir.path("bad.toml");
+    std::fs::write(&bad_file, bad).unwrap();
+    let (ok, _, _) = moescope(&[
+        "experiment",
+        "run",
+        &bad_file.display().to_string(),
+        "--out",
+        &out.display().to_string(),
+        "--overwrite",
+    ]);
+    assert!(!ok);
+    assert_eq!(
+        std::fs::read_to_string(out.join("notes.txt")).unwrap(),
+        "keep me"
+    );
+}
+
+#[test]
+fn a_closed_pipe_ends_the_command_quietly() {
+    for args in [
+        vec!["info"],
+        vec!["generate", "--prompt", "The cat", "--max-tokens", "16"],
+    ] {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_moescope"))
+            .args(&args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn");
+        drop(child.stdout.take());
+        let out = child.wait_with_output().expect("wait");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!err.contains("panicked"), "{args:?}: {err}");
+        assert_ne!(out.status.code(), Some(101), "{args:?}: {err}");
+    }
+}
+
+#[test]
+fn size_options_are_bounded_with_a_message() {
+    fails_naming(
+        &["bench", "--batch", "100000000"],
+        &["--batch", "1 to 1024"],
+    );
+    fails_naming(
+        &["bench", "--prompt-len", "0"],
+        &["--prompt-len", "out of range"],
+    );
+    fails_naming(
+        &[
+            "eval",
+            "--prompts",
+            "x.jsonl",
+            "--resamples",
+            "18446744073709551615",
+        ],
+        &["--resamples", "1 to 100000"],
+    );
+    fails_naming(
+        &["generate", "--prompt", "a", "--temperature", "inf"],
+        &["not a finite number"],
+    );
+    fails_naming(
+        &["generate", "--prompt", "a", "--top-p", "NaN"],
+        &["not a finite number"],
+    );
+    // Within the bounds but beyond the machine: refused before any work.
+    fails_naming(
+        &["bench", "--batch", "1024", "--prompt-len", "1048576"],
+        &["GB of memory is available", "smaller batch"],
+    );
+}
+
+/// Sends `signal` to a recording once its partial files exist; returns (exit code, records).
+#[cfg(unix)]
+fn interrupted_record(dir: &Scratch, signal: i32) -> (Option<i32>, PathBuf) {
+    let out = dir.path(&format!("rec-{signal}"));
+    let prompts = repo_root().join("datasets/refusal/detect.jsonl");
+    let child = Command::new(env!("CARGO_BIN_EXE_moescope"))
+        .args(["record", "--prompts"])
+        .arg(&prompts)
+        .arg("--out")
+        .arg(&out)
+        .args(["--generate", "48", "--batch", "2"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn");
+    let start = Instant::now();
+    while !out.join(".routing.parquet.partial").exists() {
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "recording never started"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    // SAFETY: sending a signal to our own child process.
+    unsafe { libc::kill(child.id() as i32, signal) };
+    let status = child.wait_with_output().expect("wait").status;
+    (status.code(), out)
+}
+
+#[cfg(unix)]
+#[test]
+fn sigint_and_sigterm_leave_complete_marked_files_and_exit_130() {
+    let dir = Scratch::new("signals");
+    for signal in [libc::SIGINT, libc::SIGTERM] {
+        let (code, out) = interrupted_record(&dir, signal);
+        assert_eq!(code, Some(130), "signal {signal}");
+        let rec = Records::open(&out).expect("complete files after the signal");
+        assert!(!rec.run.complete, "marked as interrupted");
+        let leftovers: Vec<_> = std::fs::read_dir(&out)
+            .unwrap()
+            .filter_map(|e| e.ok())
+            .filter(|e| e.file_name().to_string_lossy().ends_with(".partial"))
+            .collect();
+        assert!(leftovers.is_empty(), "partial files left: {leftovers:?}");
+    }
+}
