@@ -264,7 +264,8 @@ pub fn write_ranking(
 ) -> Result<Vec<PathBuf>> {
     if let Some(dir) = output_path(out, part, "md").parent() {
         if !dir.as_os_str().is_empty() {
-            std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+            std::fs::create_dir_all(dir)
+                .with_context(|| format!("cannot create the folder {}", dir.display()))?;
         }
     }
     let suffixes: &[&str] = if plot.is_some() {

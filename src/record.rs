@@ -128,6 +128,27 @@ pub fn record(job: &RecordJob<'_>, stop: &AtomicBool) -> Result<Recorded> {
         );
     }
     let c = ck.model.config();
+    // Every prompt must fit before any is run, so no finished batch is thrown away.
+    let context = c.max_position_embeddings;
+    if let Some((r, t)) = records
+        .iter()
+        .zip(&encoded)
+        .find(|(_, t)| t.len() + job.generate > context)
+    {
+        bail!(
+            "{} line {}: prompt {} has {} tokens{}, more than the model's context of {context} \
+             (max_position_embeddings); shorten it or remove it from the set",
+            job.prompts.display(),
+            r.line,
+            r.id,
+            t.len(),
+            if job.generate > 0 {
+                format!(" + {} to generate", job.generate)
+            } else {
+                String::new()
+            }
+        );
+    }
     let config_path = ck.dir.join("config.json");
     let config_bytes = std::fs::read(&config_path)
         .with_context(|| format!("reading {}", config_path.display()))?;

@@ -435,3 +435,43 @@ fn sigint_and_sigterm_leave_complete_marked_files_and_exit_130() {
         assert!(leftovers.is_empty(), "partial files left: {leftovers:?}");
     }
 }
+
+#[test]
+fn failed_writes_say_cannot_write_once() {
+    let dir = Scratch::new("cannotwrite");
+    // A regular file stands where a folder would have to be.
+    std::fs::write(dir.path("file"), "x").unwrap();
+    let out = dir.arg("file/rec");
+    let (ok, _, err) = moescope(&["record", "--prompts", smoke_prompts_static(), "--out", &out]);
+    assert!(!ok);
+    assert!(
+        err.contains("cannot write") && !err.contains("cannot read"),
+        "{err}"
+    );
+    let os_text = "Not a directory";
+    assert_eq!(err.matches(os_text).count(), 1, "the OS error once: {err}");
+}
+
+#[test]
+fn a_prompt_too_long_is_named_before_any_work() {
+    let dir = Scratch::new("toolong");
+    let long = "word ".repeat(3000);
+    let text = format!(
+        "{{\"id\": \"a\", \"prompt\": \"short\"}}\n\n{{\"id\": \"huge\", \"prompt\": \"{long}\"}}\n"
+    );
+    std::fs::write(dir.path("p.jsonl"), text).unwrap();
+    let out = dir.arg("rec");
+    fails_naming(
+        &[
+            "record",
+            "--prompts",
+            &dir.arg("p.jsonl"),
+            "--out",
+            &out,
+            "--batch",
+            "1",
+        ],
+        &["p.jsonl line 3", "prompt huge", "context of 1024"],
+    );
+    assert!(!dir.path("rec").exists(), "nothing written");
+}

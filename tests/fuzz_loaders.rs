@@ -46,7 +46,8 @@ fn mutated_configs_never_panic() {
         keys.extend(std::iter::repeat_n(k.to_string(), 5));
     }
     let mut rng = StdRng::seed_from_u64(7);
-    for round in 0..ROUNDS {
+    let budget = mutate::Budget::new(ROUNDS);
+    for round in (0..).take_while(|&r| budget.more(r)) {
         let mut v = base.clone();
         for _ in 0..rng.gen_range(1..4) {
             let key = &keys[rng.gen_range(0..keys.len())];
@@ -89,7 +90,8 @@ fn mutated_safetensors_headers_never_panic() {
     let original = std::fs::read(&file).unwrap();
     let header_end = 8 + u64::from_le_bytes(original[..8].try_into().unwrap()) as usize;
     let mut rng = StdRng::seed_from_u64(11);
-    for round in 0..ROUNDS {
+    let budget = mutate::Budget::new(ROUNDS);
+    for round in (0..).take_while(|&r| budget.more(r)) {
         let mut bytes = original.clone();
         match rng.gen_range(0..3) {
             // Flip bytes inside the header (including its length prefix).
@@ -130,7 +132,8 @@ fn mutated_shard_indexes_never_panic() {
         .cloned()
         .collect();
     let mut rng = StdRng::seed_from_u64(13);
-    for round in 0..40 {
+    let budget = mutate::Budget::new(40);
+    for round in (0..).take_while(|&r| budget.more(r)) {
         let mut v = base.clone();
         let name = &names[rng.gen_range(0..names.len())];
         v["weight_map"][name] = match rng.gen_range(0..4) {
@@ -163,15 +166,17 @@ fn arbitrary_hook_names_never_panic() {
 fn fuzz_text(name: &str, base: &str, seed: u64, mut parse: impl FnMut(&str) -> bool) -> usize {
     let mut rng = StdRng::seed_from_u64(seed);
     let mut parsed = 0;
-    let rounds = mutate::rounds(ROUNDS);
-    for round in 0..rounds {
+    let budget = mutate::Budget::new(ROUNDS);
+    let mut round = 0;
+    while budget.more(round) {
         let text = mutate::mutate(base, &mut rng);
         match catch_unwind(AssertUnwindSafe(|| parse(&text))) {
             Ok(ok) => parsed += usize::from(ok),
             Err(_) => panic!("{name} round {round} panicked on:\n{text}"),
         }
+        round += 1;
     }
-    eprintln!("{name}: {rounds} mutated inputs, {parsed} parsed, none panicked");
+    eprintln!("{name}: {round} mutated inputs, {parsed} parsed, none panicked");
     parsed
 }
 

@@ -52,9 +52,9 @@ struct RawRule {
 impl RuleSet {
     /// Reads a rules file.
     pub fn load(path: &Path) -> Result<Self, AnalysisError> {
-        let text = std::fs::read_to_string(path).map_err(|source| AnalysisError::Io {
+        let text = std::fs::read_to_string(path).map_err(|error| AnalysisError::Io {
             path: path.to_path_buf(),
-            source,
+            error,
         })?;
         Self::parse(&text, path)
     }

@@ -6,12 +6,20 @@ use std::path::PathBuf;
 #[derive(Debug, thiserror::Error)]
 pub enum AnalysisError {
     /// A file could not be read.
-    #[error("{path}: cannot read: {source}")]
+    #[error("{path}: cannot read: {error}")]
     Io {
         /// The file.
         path: PathBuf,
+        /// The OS error (in the message, not a separate cause, so it is printed once).
+        error: std::io::Error,
+    },
+    /// A file or folder could not be written (full disk, no permission, missing folder).
+    #[error("{path}: cannot write: {error}")]
+    Write {
+        /// The file or folder.
+        path: PathBuf,
         /// The OS error.
-        source: std::io::Error,
+        error: std::io::Error,
     },
     /// A rules file is malformed.
     #[error("{path}{}: {message}", line.map(|l| format!(" line {l}")).unwrap_or_default())]

@@ -32,7 +32,7 @@ fn reader(
 ) -> Result<ParquetRecordBatchReader> {
     let file = File::open(path).map_err(|e| AnalysisError::Io {
         path: path.to_path_buf(),
-        source: e,
+        error: e,
     })?;
     let err = |e: parquet::errors::ParquetError| {
         AnalysisError::records(path, format!("not a readable Parquet file: {e}"))
@@ -40,7 +40,7 @@ fn reader(
     let mut builder = ParquetRecordBatchReaderBuilder::try_new(file.try_clone().map_err(|e| {
         AnalysisError::Io {
             path: path.to_path_buf(),
-            source: e,
+            error: e,
         }
     })?)
     .map_err(err)?;
@@ -183,7 +183,7 @@ pub fn read_row_group(
 pub fn row_group_count(path: &Path) -> Result<usize> {
     let file = File::open(path).map_err(|e| AnalysisError::Io {
         path: path.to_path_buf(),
-        source: e,
+        error: e,
     })?;
     let builder = ParquetRecordBatchReaderBuilder::try_new(file)
         .map_err(|e| AnalysisError::records(path, format!("not a readable Parquet file: {e}")))?;

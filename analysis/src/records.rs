@@ -196,9 +196,9 @@ impl PendingParquet {
     fn create(dir: &Path, name: &str, schema: SchemaRef) -> Result<Self> {
         let final_path = dir.join(name);
         let temp_path = dir.join(format!(".{name}.partial"));
-        let file = File::create(&temp_path).map_err(|e| AnalysisError::Io {
+        let file = File::create(&temp_path).map_err(|e| AnalysisError::Write {
             path: temp_path.clone(),
-            source: e,
+            error: e,
         })?;
         let props = WriterProperties::builder()
             .set_compression(Compression::ZSTD(ZstdLevel::default()))
@@ -231,9 +231,9 @@ impl PendingParquet {
     }
 
     fn rename(&self) -> Result<()> {
-        std::fs::rename(&self.temp_path, &self.final_path).map_err(|e| AnalysisError::Io {
+        std::fs::rename(&self.temp_path, &self.final_path).map_err(|e| AnalysisError::Write {
             path: self.final_path.clone(),
-            source: e,
+            error: e,
         })
     }
 }
@@ -295,9 +295,9 @@ impl RecordWriter {
     /// Starts writing into `dir` (created if needed). Existing record files there are only
     /// replaced when the run finishes.
     pub fn create(dir: &Path, run: RunInfo, full_probs: bool) -> Result<Self> {
-        std::fs::create_dir_all(dir).map_err(|e| AnalysisError::Io {
+        std::fs::create_dir_all(dir).map_err(|e| AnalysisError::Write {
             path: dir.to_path_buf(),
-            source: e,
+            error: e,
         })?;
         let routing = PendingParquet::create(dir, ROUTING_FILE, routing_schema())?;
         let probs = if full_probs {
@@ -442,9 +442,9 @@ impl RecordWriter {
             // A router_probs.parquet of an earlier run would pair another run with this one.
             let stale = self.dir.join(PROBS_FILE);
             if stale.exists() {
-                std::fs::remove_file(&stale).map_err(|e| AnalysisError::Io {
+                std::fs::remove_file(&stale).map_err(|e| AnalysisError::Write {
                     path: stale,
-                    source: e,
+                    error: e,
                 })?;
             }
         }
@@ -816,8 +816,15 @@ fn read_sequences(path: &Path) -> Result<Vec<SequenceInfo>> {
     Ok(out)
 }
 
+/// The fuzz tests' text mutator and budget, shared with the workspace's integration tests.
+#[cfg(test)]
+#[path = "../../tests/common/mutate.rs"]
+#[allow(dead_code)] // Only its budget is used here; the records fuzz mutates bytes.
+mod mutate;
+
 #[cfg(test)]
 mod tests {
+    use super::mutate;
     use crate::stats::testdata::{temp_dir, tiny_records};
     use crate::stats::Positions;
     use rand::rngs::StdRng;
@@ -974,7 +981,8 @@ mod tests {
         let mut rng = StdRng::seed_from_u64(5);
         for name in [super::ROUTING_FILE, super::RUN_FILE, super::SEQUENCES_FILE] {
             let good = std::fs::read(dir.0.join(name)).unwrap();
-            for _ in 0..150 {
+            let budget = mutate::Budget::new(150);
+            for _ in (0..).take_while(|&r| budget.more(r)) {
                 let bad = temp_dir("fuzz");
                 for f in [super::ROUTING_FILE, super::RUN_FILE, super::SEQUENCES_FILE] {
                     std::fs::copy(dir.0.join(f), bad.0.join(f)).unwrap();

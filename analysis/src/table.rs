@@ -210,9 +210,9 @@ impl Table {
         let batch = RecordBatch::try_new(Arc::new(Schema::new(fields)), arrays)
             .map_err(|e| AnalysisError::records(path, e))?;
         write_atomically(path, |tmp| {
-            let file = File::create(tmp).map_err(|e| AnalysisError::Io {
+            let file = File::create(tmp).map_err(|e| AnalysisError::Write {
                 path: tmp.to_path_buf(),
-                source: e,
+                error: e,
             })?;
             let mut w = ArrowWriter::try_new(file, batch.schema(), None)
                 .map_err(|e| AnalysisError::records(path, e))?;
@@ -292,9 +292,9 @@ pub fn write_atomically(path: &Path, write: impl FnOnce(&Path) -> Result<()>) ->
         .unwrap_or_else(|| "out".into());
     let tmp: PathBuf = path.with_file_name(format!(".{name}.partial"));
     let result = write(&tmp).and_then(|()| {
-        std::fs::rename(&tmp, path).map_err(|e| AnalysisError::Io {
+        std::fs::rename(&tmp, path).map_err(|e| AnalysisError::Write {
             path: path.to_path_buf(),
-            source: e,
+            error: e,
         })
     });
     if result.is_err() {
@@ -306,9 +306,9 @@ pub fn write_atomically(path: &Path, write: impl FnOnce(&Path) -> Result<()>) ->
 /// Writes text to a file atomically.
 pub fn write_text(path: &Path, text: &str) -> Result<()> {
     write_atomically(path, |tmp| {
-        std::fs::write(tmp, text).map_err(|e| AnalysisError::Io {
-            path: tmp.to_path_buf(),
-            source: e,
+        std::fs::write(tmp, text).map_err(|e| AnalysisError::Write {
+            path: path.to_path_buf(),
+            error: e,
         })
     })
 }

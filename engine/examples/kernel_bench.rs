@@ -52,7 +52,7 @@ fn main() {
         for path in KernelPath::ALL.into_iter().filter(|p| p.supported()) {
             let run = |out: &mut [f32]| matmul_t_on(path, &x, n, k, HalfMatrix::Bf16(&w), m, out);
             run(&mut out);
-            let reps = (2e9 / (2.0 * (n * k * m) as f64)).clamp(3.0, 200.0) as usize;
+            let reps = (2e10 / (2.0 * (n * k * m) as f64)).clamp(10.0, 2000.0) as usize;
             let start = Instant::now();
             for _ in 0..reps {
                 run(&mut out);

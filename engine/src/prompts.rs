@@ -22,6 +22,8 @@ pub enum PromptInput {
 /// One prompt of a set.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PromptRecord {
+    /// The 1-based line of the file it came from (for messages about it).
+    pub line: usize,
     /// Unique within the file.
     pub id: String,
     /// The text or conversation.
@@ -105,6 +107,7 @@ pub fn parse_prompt_set(text: &str, path: &Path) -> Result<Vec<PromptRecord>> {
             ),
         };
         records.push(PromptRecord {
+            line: i + 1,
             id,
             input,
             label: line.label,

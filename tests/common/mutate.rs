@@ -52,13 +52,32 @@ const PIECES: &[&str] = &[
     "label",
 ];
 
-/// How many cases a fuzz test runs: `MOESCOPE_FUZZ_ROUNDS`, else `default` (the short seeded
-/// run of the test suite; long runs set the variable).
-pub fn rounds(default: usize) -> usize {
-    std::env::var("MOESCOPE_FUZZ_ROUNDS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
+/// How long a fuzz test runs: `default` cases (the short seeded run of the test suite), or
+/// for `MOESCOPE_FUZZ_SECONDS` seconds when that is set (the long runs).
+pub struct Budget {
+    default: usize,
+    until: Option<std::time::Instant>,
+}
+
+impl Budget {
+    /// The budget for a test whose suite run is `default` cases.
+    pub fn new(default: usize) -> Self {
+        let seconds = std::env::var("MOESCOPE_FUZZ_SECONDS")
+            .ok()
+            .and_then(|v| v.parse::<u64>().ok());
+        Self {
+            default,
+            until: seconds.map(|s| std::time::Instant::now() + std::time::Duration::from_secs(s)),
+        }
+    }
+
+    /// Whether case number `round` (from 0) should run.
+    pub fn more(&self, round: usize) -> bool {
+        match self.until {
+            Some(t) => std::time::Instant::now() < t,
+            None => round < self.default,
+        }
+    }
 }
 
 /// `base` with one to four random mutations.

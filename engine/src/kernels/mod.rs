@@ -9,6 +9,8 @@
 //! `MOESCOPE_KERNEL=portable|avx2|avx512|avx512bf16` or [`force_path`], so the portable path is
 //! tested on every machine.
 
+#[cfg(target_arch = "x86_64")]
+mod bcast;
 mod simd;
 mod tiles;
 
@@ -217,11 +219,7 @@ fn grouped_on(
     } else {
         KernelPath::Portable
     };
-    // Every group's weights share one format (they are one model's experts).
-    let x_prep = match groups.first() {
-        Some(g) => simd::Activations::prepare(path, g.w, x, k),
-        None => return,
-    };
+    let x_prep = simd::Activations::prepare(path, groups, x, k);
     let threads = rayon::current_num_threads();
     let tasks: Vec<(usize, Range<usize>)> = groups
         .iter()
@@ -247,8 +245,18 @@ fn grouped_on(
         // SAFETY: the slices have the lengths checked above; each task writes only its own
         // group's rows at its own columns, which no other task writes (groups are disjoint);
         // the path is supported.
-        unsafe { simd::run(path, &x_prep, rows, g.w, &args) }
+        unsafe { simd::run(path, &x_prep, gi, rows, g.w, &args) }
     });
+}
+
+/// [`bcast::transpose_rows`] where that kernel exists.
+#[cfg(target_arch = "x86_64")]
+fn bcast_transpose(x: &[f32], n: usize, k: usize) -> Vec<f32> {
+    bcast::transpose_rows(x, n, k)
+}
+#[cfg(not(target_arch = "x86_64"))]
+fn bcast_transpose(_: &[f32], _: usize, _: usize) -> Vec<f32> {
+    Vec::new()
 }
 
 /// Weight rows per parallel task: enough tasks to balance the threads, each a whole number of
@@ -358,6 +366,12 @@ mod tests {
             (9, 256, 300),
             (1, 2048, 64),
             (33, 96, 515),
+            // Broadcast-kernel shapes: rows from its minimum up, k across chunk boundaries,
+            // weight rows past whole 24- and 8-row tiles.
+            (12, 130, 31),
+            (16, 300, 49),
+            (17, 257, 25),
+            (40, 16, 80),
         ];
         for (i, &(n, k, m)) in shapes.iter().enumerate() {
             check_shape(n, k, m, i as u64);
@@ -368,8 +382,8 @@ mod tests {
     fn grouped_products_match_one_product_per_group() {
         let (k, m) = (37, 19);
         let mut rng = rand::rngs::StdRng::seed_from_u64(7);
-        let x = random(10 * k, &mut rng);
-        let ws: Vec<Vec<bf16>> = (0..3)
+        let x = random(40 * k, &mut rng);
+        let ws: Vec<Vec<bf16>> = (0..4)
             .map(|_| {
                 random(m * k, &mut rng)
                     .into_iter()
@@ -377,8 +391,9 @@ mod tests {
                     .collect()
             })
             .collect();
-        // Rows 0..1, 1..6 and 7..10 (row 6 in no group), listed out of order.
-        let spans = [1..6, 7..10, 0..1];
+        // Rows 0..1, 1..6, 7..10 and 10..40 (row 6 in no group; the last group large enough
+        // for the broadcast kernel), listed out of order.
+        let spans = [1..6, 7..10, 0..1, 10..40];
         let groups: Vec<RowGroup> = spans
             .iter()
             .zip(&ws)
@@ -388,7 +403,7 @@ mod tests {
             })
             .collect();
         for path in KernelPath::ALL.into_iter().filter(|p| p.supported()) {
-            let mut got = vec![-7f32; 10 * m];
+            let mut got = vec![-7f32; 40 * m];
             grouped_on(path, &x, k, m, &groups, &mut got);
             for (r, w) in spans.iter().zip(&ws) {
                 let mut want = vec![0f32; r.len() * m];

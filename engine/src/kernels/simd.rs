@@ -9,7 +9,7 @@ use half::{bf16, f16};
 use rayon::prelude::*;
 
 use super::tiles::{run_block, Block};
-use super::{HalfMatrix, KernelPath};
+use super::{HalfMatrix, KernelPath, RowGroup};
 
 /// The per-instruction-set operations of the micro-kernel.
 pub trait Kernel {
@@ -237,54 +237,6 @@ mod x86 {
         }
     }
 
-    /// AVX-512 F on bf16 weights at the f32 FMA rate: one 64-byte load holds 32 bf16 weights,
-    /// which become two f32 vectors by one shift (the even-indexed values) and one mask (the
-    /// odd-indexed ones), half the conversion work of widening sixteen at a time. Activations
-    /// are laid out to match by [`pair_lanes`]: in each 32-value block of a row, the 16
-    /// even-indexed values first, then the 16 odd-indexed ones.
-    pub struct Avx512Paired;
-
-    impl Kernel for Avx512Paired {
-        type X = f32;
-        type W = bf16;
-        type XV = (__m512, __m512);
-        type WV = (__m512, __m512);
-        type Acc = __m512;
-        const STEP: usize = 32;
-
-        #[inline(always)]
-        unsafe fn zero() -> __m512 {
-            _mm512_setzero_ps()
-        }
-        #[inline(always)]
-        unsafe fn load_x(p: *const f32) -> (__m512, __m512) {
-            (_mm512_loadu_ps(p), _mm512_loadu_ps(p.add(16)))
-        }
-        #[inline(always)]
-        unsafe fn load_w(p: *const bf16) -> (__m512, __m512) {
-            let v = _mm512_loadu_si512(p.cast());
-            let even = _mm512_slli_epi32::<16>(v);
-            let odd = _mm512_and_si512(v, _mm512_set1_epi32(0xFFFF_0000_u32 as i32));
-            (_mm512_castsi512_ps(even), _mm512_castsi512_ps(odd))
-        }
-        #[inline(always)]
-        unsafe fn mul_add(acc: __m512, x: (__m512, __m512), w: (__m512, __m512)) -> __m512 {
-            _mm512_fmadd_ps(x.1, w.1, _mm512_fmadd_ps(x.0, w.0, acc))
-        }
-        #[inline(always)]
-        unsafe fn sum(acc: __m512) -> f32 {
-            _mm512_reduce_add_ps(acc)
-        }
-        #[inline(always)]
-        fn x_f32(x: f32) -> f32 {
-            x
-        }
-        #[inline(always)]
-        fn w_f32(w: bf16) -> f32 {
-            w.to_f32()
-        }
-    }
-
     /// AVX-512 BF16: 32 bf16 values a step, multiplied in pairs and accumulated into sixteen
     /// f32 lanes by `vdpbf16ps`.
     pub struct Avx512Bf16;
@@ -328,101 +280,129 @@ mod x86 {
     }
 }
 
-/// Activations in the layout a path's kernel reads: as given, rounded to bf16, or rounded to
-/// bf16 and laid out by [`pair_lanes`]. Rounding makes every bf16 path multiply bf16 inputs,
-/// as a GPU's bf16 GEMM does.
-pub enum Activations<'a> {
+/// Activations in the layouts the kernels of a path read: by rows (as given, or rounded to
+/// bf16 for `vdpbf16ps`), and, for groups with enough rows on AVX-512, transposed for the
+/// broadcast kernel ([`super::bcast`]).
+pub struct Activations<'a> {
+    rows: RowLayout<'a>,
+    /// Per group: its rows transposed, or `None` where the row-tiled kernel serves it.
+    columns: Vec<Option<Vec<f32>>>,
+}
+
+/// Activations by rows.
+enum RowLayout<'a> {
     /// The caller's f32 values.
     F32(&'a [f32]),
-    /// Rounded to bf16 (the `vdpbf16ps` path).
+    /// Rounded to bf16 (the `vdpbf16ps` kernel multiplies bf16 inputs, as a GPU does).
     Bf16(Vec<bf16>),
-    /// Rounded to bf16, kept as f32, even/odd lanes split per 32 values ([`x86::Avx512Paired`]).
-    Paired(Vec<f32>),
 }
 
 impl<'a> Activations<'a> {
-    /// `x` (`[n, k]`) prepared for `path` with weights in `w`'s format.
-    pub fn prepare(path: KernelPath, w: HalfMatrix<'_>, x: &'a [f32], k: usize) -> Self {
-        match (path, w) {
-            (KernelPath::Avx512Bf16, HalfMatrix::Bf16(_)) => Activations::Bf16(
+    /// `x` (`[n, k]`) prepared for `path` and each of `groups`.
+    pub fn prepare(path: KernelPath, groups: &[RowGroup<'_>], x: &'a [f32], k: usize) -> Self {
+        let avx512 = matches!(path, KernelPath::Avx512 | KernelPath::Avx512Bf16);
+        let columns: Vec<Option<Vec<f32>>> = groups
+            .par_iter()
+            .map(|g| {
+                (cfg!(target_arch = "x86_64") && avx512 && g.rows.len() >= min_rows()).then(|| {
+                    let rows = &x[g.rows.start * k..g.rows.end * k];
+                    super::bcast_transpose(rows, g.rows.len(), k)
+                })
+            })
+            .collect();
+        let bf16_dot = path == KernelPath::Avx512Bf16
+            && groups
+                .iter()
+                .zip(&columns)
+                .any(|(g, c)| c.is_none() && matches!(g.w, HalfMatrix::Bf16(_)));
+        let rows = if bf16_dot {
+            RowLayout::Bf16(
                 x.par_iter()
                     .with_min_len(1 << 16)
                     .map(|&v| bf16::from_f32(v))
                     .collect(),
-            ),
-            (KernelPath::Avx512, HalfMatrix::Bf16(_)) => Activations::Paired(pair_lanes(x, k)),
-            _ => Activations::F32(x),
+            )
+        } else {
+            RowLayout::F32(x)
+        };
+        Self { rows, columns }
+    }
+}
+
+/// Fewest rows of a group for the broadcast kernel: `MOESCOPE_BCAST_MIN_ROWS` (benchmarks
+/// compare kernels with it; `0` turns the broadcast kernel off), else its own minimum.
+fn min_rows() -> usize {
+    static MIN: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *MIN.get_or_init(|| {
+        let default = if cfg!(target_arch = "x86_64") {
+            BCAST_MIN_ROWS
+        } else {
+            usize::MAX
+        };
+        match std::env::var("MOESCOPE_BCAST_MIN_ROWS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+        {
+            Some(0) => usize::MAX,
+            Some(n) => n,
+            None => default,
         }
-    }
+    })
 }
 
-/// Each row of `x` (`[n, k]`) rounded to bf16 and, within every whole block of 32 values,
-/// reordered to the 16 even-indexed values then the 16 odd-indexed ones; the last `k % 32`
-/// values of a row stay in place. A dot product over a block is the same sum in either order.
-pub fn pair_lanes(x: &[f32], k: usize) -> Vec<f32> {
-    let round = |v: f32| bf16::from_f32(v).to_f32();
-    let mut out = vec![0f32; x.len()];
-    if k == 0 {
-        return out;
-    }
-    out.par_chunks_mut(k)
-        .zip(x.par_chunks(k))
-        .with_min_len(16)
-        .for_each(|(o, row)| {
-            let whole = k / 32 * 32;
-            for (ob, xb) in o[..whole].chunks_exact_mut(32).zip(row.chunks_exact(32)) {
-                for l in 0..16 {
-                    ob[l] = round(xb[2 * l]);
-                    ob[16 + l] = round(xb[2 * l + 1]);
-                }
-            }
-            for (ov, &xv) in o[whole..].iter_mut().zip(&row[whole..]) {
-                *ov = round(xv);
-            }
-        });
-    out
-}
+#[cfg(target_arch = "x86_64")]
+const BCAST_MIN_ROWS: usize = super::bcast::MIN_ROWS;
+#[cfg(not(target_arch = "x86_64"))]
+const BCAST_MIN_ROWS: usize = usize::MAX;
 
-/// Runs one block on `path`, with `x` prepared for it by [`Activations::prepare`] (rows of
-/// the block only).
+/// Runs one block of group `gi` (rows `rows`) on `path`, with `x` prepared for it by
+/// [`Activations::prepare`].
 ///
 /// # Safety
 /// As [`run_block`]; `path` is supported by this CPU.
 pub unsafe fn run(
     path: KernelPath,
     x: &Activations<'_>,
+    gi: usize,
     rows: Range<usize>,
     w: HalfMatrix<'_>,
     b: &Block,
 ) {
-    let k = b.k;
-    let span = rows.start * k..rows.end * k;
-    match (path, w, x) {
+    #[cfg(target_arch = "x86_64")]
+    if let Some(Some(xt)) = x.columns.get(gi) {
+        match w {
+            HalfMatrix::Bf16(w) => super::bcast::run(xt, w, b),
+            HalfMatrix::F16(w) => super::bcast::run(xt, w, b),
+        }
+        return;
+    }
+    let span = rows.start * b.k..rows.end * b.k;
+    match (path, w, &x.rows) {
         #[cfg(target_arch = "x86_64")]
-        (KernelPath::Avx512Bf16, HalfMatrix::Bf16(w), Activations::Bf16(x)) => {
+        (KernelPath::Avx512Bf16, HalfMatrix::Bf16(w), RowLayout::Bf16(x)) => {
             avx512bf16(&x[span], w, b)
         }
         #[cfg(target_arch = "x86_64")]
-        (_, HalfMatrix::Bf16(w), Activations::Paired(x)) => avx512_paired(&x[span], w, b),
-        #[cfg(target_arch = "x86_64")]
-        (KernelPath::Avx512 | KernelPath::Avx512Bf16, HalfMatrix::Bf16(w), Activations::F32(x)) => {
+        (KernelPath::Avx512 | KernelPath::Avx512Bf16, HalfMatrix::Bf16(w), RowLayout::F32(x)) => {
             avx512(&x[span], w, b)
         }
         #[cfg(target_arch = "x86_64")]
-        (KernelPath::Avx512 | KernelPath::Avx512Bf16, HalfMatrix::F16(w), Activations::F32(x)) => {
+        (KernelPath::Avx512 | KernelPath::Avx512Bf16, HalfMatrix::F16(w), RowLayout::F32(x)) => {
             avx512(&x[span], w, b)
         }
         #[cfg(target_arch = "x86_64")]
-        (KernelPath::Avx2, HalfMatrix::Bf16(w), Activations::F32(x)) => avx2(&x[span], w, b),
+        (KernelPath::Avx2, HalfMatrix::Bf16(w), RowLayout::F32(x)) => avx2(&x[span], w, b),
         #[cfg(target_arch = "x86_64")]
-        (KernelPath::Avx2, HalfMatrix::F16(w), Activations::F32(x)) => avx2(&x[span], w, b),
-        (_, HalfMatrix::Bf16(w), Activations::F32(x)) => {
+        (KernelPath::Avx2, HalfMatrix::F16(w), RowLayout::F32(x)) => avx2(&x[span], w, b),
+        (_, HalfMatrix::Bf16(w), RowLayout::F32(x)) => {
             run_block::<Portable<bf16>, 2, 4>(&x[span], w, b)
         }
-        (_, HalfMatrix::F16(w), Activations::F32(x)) => {
+        (_, HalfMatrix::F16(w), RowLayout::F32(x)) => {
             run_block::<Portable<f16>, 2, 4>(&x[span], w, b)
         }
-        _ => unreachable!("activations are prepared for the weights' format by `prepare`"),
+        (_, _, RowLayout::Bf16(_)) => {
+            unreachable!("bf16 activations are prepared only for the vdpbf16ps kernel")
+        }
     }
 }
 
@@ -436,12 +416,6 @@ unsafe fn avx2<W: HalfElem>(x: &[f32], w: &[W], b: &Block) {
 #[target_feature(enable = "avx512f,avx512bw,avx2,fma,f16c")]
 unsafe fn avx512<W: HalfElem>(x: &[f32], w: &[W], b: &Block) {
     run_block::<x86::Avx512<W>, 4, 4>(x, w, b);
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f,avx512bw,avx2,fma,f16c")]
-unsafe fn avx512_paired(x: &[f32], w: &[bf16], b: &Block) {
-    run_block::<x86::Avx512Paired, 4, 4>(x, w, b);
 }
 
 #[cfg(target_arch = "x86_64")]
