@@ -10,23 +10,32 @@
 //! the rate of f32 FMA there, so this f32 kernel is the faster one wherever a group has enough
 //! rows to fill a vector.
 
+#[cfg(target_arch = "x86_64")]
 use std::arch::x86_64::*;
 
 use rayon::prelude::*;
 
+#[cfg(target_arch = "x86_64")]
 use super::simd::HalfElem;
+#[cfg(target_arch = "x86_64")]
 use super::tiles::Block;
 
 /// Activation rows per vector.
 const LANES: usize = 16;
 /// Values of the shared dimension widened per weight chunk: `WR × KC` f32 stay in L1.
+#[cfg(target_arch = "x86_64")]
 const KC: usize = 128;
 /// Weight rows per micro-tile (accumulators in registers: one per weight row).
+#[cfg(target_arch = "x86_64")]
 const WR: usize = 24;
 
 /// Fewest rows of a group for which this kernel beats the row-tiled ones (fewer rows leave
-/// most of a vector's lanes idle).
-pub const MIN_ROWS: usize = 12;
+/// most of a vector's lanes idle); it exists on x86-64 only.
+pub const MIN_ROWS: usize = if cfg!(target_arch = "x86_64") {
+    12
+} else {
+    usize::MAX
+};
 
 /// The rows `x` (`[n, k]`) as panels of 16 rows, each transposed: `[n_pad / 16, k, 16]`
 /// (`n_pad` = `n` rounded up to 16, the padding zero), so the kernel reads one panel
@@ -55,6 +64,7 @@ pub fn transpose_rows(x: &[f32], n: usize, k: usize) -> Vec<f32> {
 /// # Safety
 /// The CPU supports AVX-512 F and BW; `xt` holds the `[n_pad / 16, k, 16]` panels of the block's rows, `w` `[m, k]`,
 /// `block.out` `[n, m]`.
+#[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx512bw,avx2,fma,f16c")]
 pub unsafe fn run<W: HalfElem>(xt: &[f32], w: &[W], block: &Block) {
     let vectors = block.n.div_ceil(LANES);
@@ -78,6 +88,7 @@ pub unsafe fn run<W: HalfElem>(xt: &[f32], w: &[W], block: &Block) {
 /// Output columns `j..j + R` for every row of the block.
 // The register tile is indexed by weight row; iterators would hide that.
 #[allow(clippy::needless_range_loop)]
+#[cfg(target_arch = "x86_64")]
 #[inline(always)]
 unsafe fn tile<W: HalfElem, const R: usize>(
     xt: &[f32],

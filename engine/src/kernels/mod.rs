@@ -9,7 +9,6 @@
 //! `MOESCOPE_KERNEL=portable|avx2|avx512|avx512bf16` or [`force_path`], so the portable path is
 //! tested on every machine.
 
-#[cfg(target_arch = "x86_64")]
 mod bcast;
 mod simd;
 mod tiles;
@@ -247,16 +246,6 @@ fn grouped_on(
         // the path is supported.
         unsafe { simd::run(path, &x_prep, gi, rows, g.w, &args) }
     });
-}
-
-/// [`bcast::transpose_rows`] where that kernel exists.
-#[cfg(target_arch = "x86_64")]
-fn bcast_transpose(x: &[f32], n: usize, k: usize) -> Vec<f32> {
-    bcast::transpose_rows(x, n, k)
-}
-#[cfg(not(target_arch = "x86_64"))]
-fn bcast_transpose(_: &[f32], _: usize, _: usize) -> Vec<f32> {
-    Vec::new()
 }
 
 /// Weight rows per parallel task: enough tasks to balance the threads, each a whole number of

@@ -304,9 +304,9 @@ impl<'a> Activations<'a> {
         let columns: Vec<Option<Vec<f32>>> = groups
             .par_iter()
             .map(|g| {
-                (cfg!(target_arch = "x86_64") && avx512 && g.rows.len() >= min_rows()).then(|| {
+                (avx512 && g.rows.len() >= min_rows()).then(|| {
                     let rows = &x[g.rows.start * k..g.rows.end * k];
-                    super::bcast_transpose(rows, g.rows.len(), k)
+                    super::bcast::transpose_rows(rows, g.rows.len(), k)
                 })
             })
             .collect();
@@ -334,26 +334,16 @@ impl<'a> Activations<'a> {
 fn min_rows() -> usize {
     static MIN: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
     *MIN.get_or_init(|| {
-        let default = if cfg!(target_arch = "x86_64") {
-            BCAST_MIN_ROWS
-        } else {
-            usize::MAX
-        };
         match std::env::var("MOESCOPE_BCAST_MIN_ROWS")
             .ok()
             .and_then(|v| v.parse().ok())
         {
             Some(0) => usize::MAX,
             Some(n) => n,
-            None => default,
+            None => super::bcast::MIN_ROWS,
         }
     })
 }
-
-#[cfg(target_arch = "x86_64")]
-const BCAST_MIN_ROWS: usize = super::bcast::MIN_ROWS;
-#[cfg(not(target_arch = "x86_64"))]
-const BCAST_MIN_ROWS: usize = usize::MAX;
 
 /// Runs one block of group `gi` (rows `rows`) on `path`, with `x` prepared for it by
 /// [`Activations::prepare`].
