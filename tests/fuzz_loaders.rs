@@ -47,7 +47,9 @@ fn mutated_configs_never_panic() {
     }
     let mut rng = StdRng::seed_from_u64(7);
     let budget = mutate::Budget::new(ROUNDS);
+    let mut cases = 0;
     for round in (0..).take_while(|&r| budget.more(r)) {
+        cases += 1;
         let mut v = base.clone();
         for _ in 0..rng.gen_range(1..4) {
             let key = &keys[rng.gen_range(0..keys.len())];
@@ -63,6 +65,7 @@ fn mutated_configs_never_panic() {
             "round {round}: config parser panicked on {v}"
         );
     }
+    eprintln!("{cases} mutated inputs, none panicked");
 }
 
 fn copy_dir(from: &Path, to: &Path) {
@@ -91,7 +94,9 @@ fn mutated_safetensors_headers_never_panic() {
     let header_end = 8 + u64::from_le_bytes(original[..8].try_into().unwrap()) as usize;
     let mut rng = StdRng::seed_from_u64(11);
     let budget = mutate::Budget::new(ROUNDS);
+    let mut cases = 0;
     for round in (0..).take_while(|&r| budget.more(r)) {
+        cases += 1;
         let mut bytes = original.clone();
         match rng.gen_range(0..3) {
             // Flip bytes inside the header (including its length prefix).
@@ -115,6 +120,7 @@ fn mutated_safetensors_headers_never_panic() {
         std::fs::write(&file, &bytes).unwrap();
         open_never_panics(&dir, &format!("safetensors mutation round {round}"));
     }
+    eprintln!("{cases} mutated inputs, none panicked");
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -133,7 +139,9 @@ fn mutated_shard_indexes_never_panic() {
         .collect();
     let mut rng = StdRng::seed_from_u64(13);
     let budget = mutate::Budget::new(40);
+    let mut cases = 0;
     for round in (0..).take_while(|&r| budget.more(r)) {
+        cases += 1;
         let mut v = base.clone();
         let name = &names[rng.gen_range(0..names.len())];
         v["weight_map"][name] = match rng.gen_range(0..4) {
@@ -145,6 +153,7 @@ fn mutated_shard_indexes_never_panic() {
         std::fs::write(&file, serde_json::to_string(&v).unwrap()).unwrap();
         open_never_panics(&dir, &format!("index mutation round {round}"));
     }
+    eprintln!("{cases} mutated inputs, none panicked");
     let _ = std::fs::remove_dir_all(&dir);
 }
 

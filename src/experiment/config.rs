@@ -337,6 +337,7 @@ fn auto_dtype() -> String {
 /// The fuzz tests' text mutator, shared with the integration tests.
 #[cfg(test)]
 #[path = "../../tests/common/mutate.rs"]
+#[allow(dead_code)] // Shared with tests that use the rest of it.
 mod mutate;
 
 #[cfg(test)]
@@ -363,7 +364,7 @@ mod tests {
             let base = std::fs::read_to_string(root.join(file)).unwrap();
             assert!(ExperimentConfig::parse(&base).is_ok(), "{file} is valid");
             let mut rng = rand::rngs::StdRng::seed_from_u64(seed as u64);
-            let budget = mutate::Budget::new(300);
+            let budget = mutate::Budget::part(300, 2);
             let mut round = 0;
             while budget.more(round) {
                 let text = mutate::mutate(&base, &mut rng);

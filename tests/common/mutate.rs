@@ -62,12 +62,20 @@ pub struct Budget {
 impl Budget {
     /// The budget for a test whose suite run is `default` cases.
     pub fn new(default: usize) -> Self {
+        Self::part(default, 1)
+    }
+
+    /// One of `parts` equal shares of a test's time (a test that fuzzes several inputs in
+    /// turn), or `default` cases.
+    pub fn part(default: usize, parts: u32) -> Self {
         let seconds = std::env::var("MOESCOPE_FUZZ_SECONDS")
             .ok()
             .and_then(|v| v.parse::<u64>().ok());
         Self {
             default,
-            until: seconds.map(|s| std::time::Instant::now() + std::time::Duration::from_secs(s)),
+            until: seconds.map(|s| {
+                std::time::Instant::now() + std::time::Duration::from_secs(s) / parts.max(1)
+            }),
         }
     }
 
