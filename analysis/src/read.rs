@@ -44,6 +44,8 @@ fn reader(
         }
     })?)
     .map_err(err)?;
+    let file_len = file.metadata().map(|m| m.len()).unwrap_or(u64::MAX);
+    check_column_chunks(builder.metadata(), file_len, path)?;
     if let Some(schema) = dictionary_hint(builder.schema()) {
         let options = ArrowReaderOptions::new().with_schema(schema);
         builder =
@@ -177,6 +179,38 @@ pub fn read_row_group(
 ) -> Result<BatchIter> {
     let r = reader(path, Some(columns), batch_rows, Some(vec![group]))?;
     Ok(naming_errors(r, path))
+}
+
+/// Fails when a column chunk of the footer points outside the file (a corrupted or cut file):
+/// the Parquet reader would otherwise panic on a negative offset or read past the end.
+fn check_column_chunks(
+    meta: &parquet::file::metadata::ParquetMetaData,
+    file_len: u64,
+    path: &Path,
+) -> Result<()> {
+    for (g, group) in meta.row_groups().iter().enumerate() {
+        for column in group.columns() {
+            let start = column
+                .dictionary_page_offset()
+                .unwrap_or_else(|| column.data_page_offset());
+            let len = column.compressed_size();
+            let inside = start >= 0
+                && len >= 0
+                && (start as u64)
+                    .checked_add(len as u64)
+                    .is_some_and(|end| end <= file_len);
+            if !inside {
+                return Err(AnalysisError::records(
+                    path,
+                    format!(
+                        "not a readable Parquet file: column `{}` of row group {g} lies outside the file (offset {start}, length {len}, file {file_len} bytes); the file is damaged",
+                        column.column_path()
+                    ),
+                ));
+            }
+        }
+    }
+    Ok(())
 }
 
 /// How many row groups `path` has.
