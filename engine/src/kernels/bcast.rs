@@ -6,9 +6,10 @@
 //! an output value, so nothing is reduced across lanes, and the weights are read from memory
 //! once per task.
 //!
-//! Measured on AVX512-BF16 CPUs without AMX (see BENCHMARKS.md): `vdpbf16ps` issues at half
-//! the rate of f32 FMA there, so this f32 kernel is the faster one wherever a group has enough
-//! rows to fill a vector.
+//! Measured on this project's Xeon with AVX512-BF16 and no AMX (BENCHMARKS.md, `cpu_peak.c`):
+//! `vdpbf16ps` issues at half the rate of f32 FMA there, so this f32 kernel is about twice as
+//! fast as the `vdpbf16ps` one wherever a group has enough rows to fill a vector. It multiplies
+//! the activations as given (f32), like the other f32-FMA paths.
 
 #[cfg(target_arch = "x86_64")]
 use std::arch::x86_64::*;
