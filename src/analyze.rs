@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 use indicatif::{ProgressBar, ProgressStyle};
 use moescope_analysis::plot::{heatmap, ranked_bars, Cell};
-use moescope_analysis::records::{PROBS_FILE, ROUTING_FILE, RUN_FILE, SEQUENCES_FILE};
+use moescope_analysis::records::{RUN_FILE, TABLES};
 use moescope_analysis::stats::consistency::consistency;
 use moescope_analysis::stats::contrast::{contrast, risk_difference};
 use moescope_analysis::stats::freq::frequency;
@@ -26,9 +26,6 @@ pub struct PlotSpec {
     /// Whether values have a sign (diverging colours).
     pub signed: bool,
 }
-
-/// The tables of a records folder, which no output may replace.
-const RECORD_TABLES: [&str; 4] = [ROUTING_FILE, SEQUENCES_FILE, RUN_FILE, PROBS_FILE];
 
 /// Runs the statistic and writes its outputs.
 pub fn run(args: &AnalyzeArgs) -> Result<()> {
@@ -202,7 +199,7 @@ fn refuse_replacing_records(path: &Path) -> Result<()> {
     } else {
         dir
     };
-    if RECORD_TABLES.contains(&name) && dir.join(RUN_FILE).is_file() {
+    if TABLES.contains(&name) && dir.join(RUN_FILE).is_file() {
         bail!(
             "--out {}: this output would replace {}, a table of the records in {}; choose an \
              --out outside the records folder or with another name",

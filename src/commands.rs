@@ -523,7 +523,7 @@ fn print_routing(ck: &Checkpoint, prompt: &[u32], generated: &[u32], rec: &Recor
         if let (Some(i), CaptureData::U32(ids)) =
             (layers.iter().position(|&l| l == cap.point.layer), &cap.data)
         {
-            let k = cap.shape.get(1).copied().unwrap_or(0).max(1);
+            let k = cap.shape[1].max(1);
             per_layer[i].extend(ids.chunks(k));
         }
     }

@@ -122,24 +122,11 @@ fn per_layer_and_generated_only_top_k_record_and_analyze() {
             seen.iter().any(|&(s, g, _)| s == 2 && g),
             "generated tokens recorded"
         );
-        let (ok, _, err) = moescope(&[
-            "analyze",
-            "freq",
-            "--records",
-            &out,
-            "--out",
-            &dir.arg(&format!("freq-{k}-{scope}")),
-        ]);
-        assert!(ok, "analyze freq: {err}");
-        let (ok, _, err) = moescope(&[
-            "analyze",
-            "consistency",
-            "--records",
-            &out,
-            "--out",
-            &dir.arg(&format!("cons-{k}-{scope}")),
-        ]);
-        assert!(ok, "analyze consistency: {err}");
+        for stat in ["freq", "consistency"] {
+            let stat_out = dir.arg(&format!("{stat}-{k}-{scope}"));
+            let (ok, _, err) = moescope(&["analyze", stat, "--records", &out, "--out", &stat_out]);
+            assert!(ok, "analyze {stat}: {err}");
+        }
     }
 }
 

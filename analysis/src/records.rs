@@ -282,10 +282,13 @@ pub struct RecordWriter {
     total_rows: u64,
 }
 
+/// Every table a records folder may hold.
+pub const TABLES: [&str; 4] = [ROUTING_FILE, SEQUENCES_FILE, RUN_FILE, PROBS_FILE];
+
 /// The record tables already in `dir` (empty when none): a folder holding any of them holds a
 /// recording that a new one would replace.
 pub fn existing_tables(dir: &Path) -> Vec<&'static str> {
-    [ROUTING_FILE, SEQUENCES_FILE, RUN_FILE, PROBS_FILE]
+    TABLES
         .into_iter()
         .filter(|name| dir.join(name).exists())
         .collect()
@@ -869,12 +872,7 @@ mod tests {
 
     fn copy_records(from: &Path, tag: &str) -> crate::stats::testdata::TempDir {
         let dir = temp_dir(tag);
-        for f in [
-            super::ROUTING_FILE,
-            super::RUN_FILE,
-            super::SEQUENCES_FILE,
-            super::PROBS_FILE,
-        ] {
+        for f in super::TABLES {
             std::fs::copy(from.join(f), dir.0.join(f)).unwrap();
         }
         dir
@@ -895,12 +893,7 @@ mod tests {
             Compression::BROTLI(BrotliLevel::default()),
         ] {
             let copy = copy_records(&dir.0, "codec");
-            for f in [
-                super::ROUTING_FILE,
-                super::RUN_FILE,
-                super::SEQUENCES_FILE,
-                super::PROBS_FILE,
-            ] {
+            for f in super::TABLES {
                 rewrite(&copy.0.join(f), codec, |b| b);
             }
             let rec = super::Records::open(&copy.0).unwrap_or_else(|e| panic!("{codec:?}: {e}"));
