@@ -13,8 +13,7 @@ use moescope_analysis::stats::contrast::{contrast, risk_difference};
 use moescope_analysis::stats::freq::frequency;
 use moescope_analysis::stats::npmi::{npmi, TokenEvent};
 use moescope_analysis::stats::super_experts::super_experts;
-use moescope_analysis::table::write_text;
-use moescope_analysis::{Positions, Records, Table};
+use moescope_analysis::{OutputSet, Positions, Records, Table};
 
 use crate::cli::{AnalyzeArgs, SetsArgs, Stat, StatCommon};
 
@@ -27,26 +26,53 @@ pub struct PlotSpec {
     pub signed: bool,
 }
 
+/// One ranking table to write, with its file-name part, plot and title.
+pub struct Export {
+    /// Suffix of the file names (`OUT-part.parquet`); empty for the main table.
+    pub part: &'static str,
+    /// The ranking.
+    pub table: Table,
+    /// How to plot it, if at all.
+    pub plot: Option<PlotSpec>,
+    /// Plot title.
+    pub title: String,
+}
+
+impl Export {
+    fn table(part: &'static str, table: Table) -> Self {
+        Self {
+            part,
+            table,
+            plot: None,
+            title: String::new(),
+        }
+    }
+
+    fn plotted(table: Table, value: &'static str, signed: bool, title: &str) -> Self {
+        Self {
+            part: "",
+            table,
+            plot: Some(PlotSpec { value, signed }),
+            title: title.to_string(),
+        }
+    }
+}
+
 /// Runs the statistic and writes its outputs.
 pub fn run(args: &AnalyzeArgs) -> Result<()> {
-    match &args.stat {
+    crate::commands::end_at_once_on_interrupt();
+    let (common, exports) = match &args.stat {
+        Stat::Attribute(a) => return crate::attribute::run(a),
         Stat::Freq(common) => {
             let rec = open(common)?;
             let f = spin("frequency", || Ok(frequency(&rec, positions(common)?)?))?;
             let experts = f.experts.sorted_desc("rate", false);
-            export(
-                common,
-                "",
-                &experts,
-                Some(PlotSpec {
-                    value: "rate",
-                    signed: false,
-                }),
-                "activation rate",
-            )?;
-            export(common, "layers", &f.layers, None, "")?;
-            export(common, "coactivation", &f.coactivation, None, "")?;
-            Ok(())
+            let exports = vec![
+                Export::plotted(experts, "rate", false, "activation rate"),
+                Export::table("layers", f.layers),
+                Export::table("coactivation", f.coactivation),
+            ];
+            (common, exports)
         }
         Stat::Npmi {
             common,
@@ -60,19 +86,10 @@ pub fn run(args: &AnalyzeArgs) -> Result<()> {
             let t = spin("nPMI", || {
                 Ok(npmi(&rec, &event, *min_count, positions(common)?)?)
             })?;
-            export(
-                common,
-                "",
-                &t,
-                Some(PlotSpec {
-                    value: "npmi",
-                    signed: true,
-                }),
-                "nPMI",
-            )
+            (common, vec![Export::plotted(t, "npmi", true, "nPMI")])
         }
-        Stat::Rd(s) => compare_sets(s, "risk difference", "delta", risk_difference),
-        Stat::Contrast(s) => compare_sets(s, "contrast z", "z", contrast),
+        Stat::Rd(s) => compare_sets(s, "risk difference", "delta", risk_difference)?,
+        Stat::Contrast(s) => compare_sets(s, "contrast z", "z", contrast)?,
         Stat::Consistency {
             common,
             segment,
@@ -80,25 +97,19 @@ pub fn run(args: &AnalyzeArgs) -> Result<()> {
         } => {
             let rec = open(common)?;
             let t = spin("consistency", || Ok(consistency(&rec, *segment, *cache)?))?;
-            export(common, "", &t, None, "")
+            (common, vec![Export::table("", t)])
         }
-        Stat::Attribute(a) => crate::attribute::run(a),
         Stat::SuperExperts { common, factor } => {
             let rec = open(common)?;
             let t = spin("super experts", || Ok(super_experts(&rec, *factor)?))?;
             let title = "peak |down_proj output| ÷ layer median";
-            export(
-                common,
-                "",
-                &t,
-                Some(PlotSpec {
-                    value: "ratio",
-                    signed: false,
-                }),
-                title,
-            )
+            (common, vec![Export::plotted(t, "ratio", false, title)])
         }
-    }
+    };
+    let written = write_exports(&common.out, common.top, &exports)?;
+    print!("{}", exports[0].table.to_markdown(common.top));
+    say_written(&written);
+    Ok(())
 }
 
 /// The nPMI event from exactly one of a token list, a label or an `OPEN,CLOSE` span.
@@ -140,23 +151,19 @@ pub fn npmi_event(
 /// A behaviour-vs-control statistic of the analysis crate.
 type SetStat = fn(&Records, &str, &str, Positions) -> moescope_analysis::error::Result<Table>;
 
-/// Runs a behaviour-vs-control statistic and exports it, plotted by `value`.
-fn compare_sets(s: &SetsArgs, name: &str, value: &'static str, stat: SetStat) -> Result<()> {
+/// Runs a behaviour-vs-control statistic, to be exported plotted by `value`.
+fn compare_sets<'a>(
+    s: &'a SetsArgs,
+    name: &str,
+    value: &'static str,
+    stat: SetStat,
+) -> Result<(&'a StatCommon, Vec<Export>)> {
     let rec = open(&s.common)?;
     let t = spin(name, || {
         Ok(stat(&rec, &s.behaviour, &s.control, positions(&s.common)?)?)
     })?;
     let title = format!("{name}, {} vs {}", s.behaviour, s.control);
-    export(
-        &s.common,
-        "",
-        &t,
-        Some(PlotSpec {
-            value,
-            signed: true,
-        }),
-        &title,
-    )
+    Ok((&s.common, vec![Export::plotted(t, value, true, &title)]))
 }
 
 fn open(common: &StatCommon) -> Result<Records> {
@@ -232,33 +239,34 @@ fn output_path(out: &Path, part: &str, suffix: &str) -> PathBuf {
     base.with_file_name(name)
 }
 
-fn export(
-    common: &StatCommon,
-    part: &str,
-    table: &Table,
-    plot: Option<PlotSpec>,
-    title: &str,
-) -> Result<()> {
-    let written = write_ranking(&common.out, common.top, part, table, plot, title)?;
-    if part.is_empty() {
-        print!("{}", table.to_markdown(common.top));
-    }
-    for p in written {
-        eprintln!("wrote {}", p.display());
-    }
-    Ok(())
+/// Writes every export as one output set (nothing lands unless all of them are complete, and
+/// a signal waits for the renames); returns the files written.
+pub fn write_exports(out: &Path, top: usize, exports: &[Export]) -> Result<Vec<PathBuf>> {
+    crate::commands::writing(|| {
+        let mut set = OutputSet::new();
+        for e in exports {
+            write_ranking(&mut set, out, top, e)?;
+        }
+        Ok(set.commit()?)
+    })
 }
 
-/// Writes a ranking as OUT.parquet, OUT.csv, OUT.md (top rows) and, with a plot spec, the
-/// heatmap and the bar chart of the top rows; returns the paths written.
-pub fn write_ranking(
-    out: &Path,
-    top: usize,
-    part: &str,
-    table: &Table,
-    plot: Option<PlotSpec>,
-    title: &str,
-) -> Result<Vec<PathBuf>> {
+/// Says which files a command wrote.
+pub fn say_written(paths: &[PathBuf]) {
+    for p in paths {
+        eprintln!("wrote {}", p.display());
+    }
+}
+
+/// Stages a ranking as OUT.parquet, OUT.csv, OUT.md (top rows) and, with a plot spec, the
+/// heatmap and the bar chart of the top rows, into `set`.
+fn write_ranking(set: &mut OutputSet, out: &Path, top: usize, export: &Export) -> Result<()> {
+    let Export {
+        part,
+        table,
+        plot,
+        title,
+    } = export;
     if let Some(dir) = output_path(out, part, "md").parent() {
         if !dir.as_os_str().is_empty() {
             std::fs::create_dir_all(dir)
@@ -273,16 +281,9 @@ pub fn write_ranking(
     for suffix in suffixes {
         refuse_replacing_records(&output_path(out, part, suffix))?;
     }
-    let mut written = Vec::new();
-    let p = output_path(out, part, "parquet");
-    table.write_parquet(&p)?;
-    written.push(p);
-    let p = output_path(out, part, "csv");
-    write_text(&p, &table.to_csv())?;
-    written.push(p);
-    let p = output_path(out, part, "md");
-    write_text(&p, &table.to_markdown(top))?;
-    written.push(p);
+    table.write_parquet(set, &output_path(out, part, "parquet"))?;
+    set.text(&output_path(out, part, "csv"), &table.to_csv())?;
+    set.text(&output_path(out, part, "md"), &table.to_markdown(top))?;
     if let Some(spec) = plot {
         let values = table.floats(spec.value).unwrap_or_default();
         let layers = table.floats("layer").unwrap_or_default();
@@ -295,16 +296,14 @@ pub fn write_ranking(
             })
             .collect();
         let p = output_path(out, part, "heatmap.svg");
-        heatmap(&p, title, &cells, spec.signed)?;
-        written.push(p);
+        heatmap(set, &p, title, &cells, spec.signed)?;
         let bars: Vec<(String, f64)> = cells
             .iter()
             .take(top)
             .map(|c| (format!("L{} E{}", c.layer, c.expert), c.value))
             .collect();
         let p = output_path(out, part, "bars.svg");
-        ranked_bars(&p, &format!("top {} by {title}", bars.len()), &bars)?;
-        written.push(p);
+        ranked_bars(set, &p, &format!("top {} by {title}", bars.len()), &bars)?;
     }
-    Ok(written)
+    Ok(())
 }

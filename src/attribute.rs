@@ -12,7 +12,7 @@ use moescope_engine::{
 };
 use std::path::Path;
 
-use crate::analyze::{spin, write_ranking, PlotSpec};
+use crate::analyze::{say_written, spin, write_exports, Export, PlotSpec};
 use crate::cli::AttributeArgs;
 use crate::commands::load;
 
@@ -29,30 +29,6 @@ pub fn run(args: &AttributeArgs) -> Result<()> {
         &rows.iter().map(|r| r.ablation_drop).collect::<Vec<_>>(),
         &rows.iter().map(|r| r.first_order_drop).collect::<Vec<_>>(),
     );
-    let title = "drop in target log-prob when masked";
-    let mut written = write_ranking(
-        &args.out,
-        args.top,
-        "",
-        &table,
-        Some(PlotSpec {
-            value: "ablation_drop",
-            signed: true,
-        }),
-        title,
-    )
-    .context("writing the attribution")?;
-    written.extend(write_ranking(
-        &args.out,
-        args.top,
-        "first-order",
-        &table.sorted_desc("first_order_drop", false),
-        Some(PlotSpec {
-            value: "first_order_drop",
-            signed: true,
-        }),
-        "first-order drop (gate × ∂log-prob/∂gate)",
-    )?);
     let summary = Table::default()
         .with("prompts", Column::Int(vec![pairs.len() as u64]))
         .with(
@@ -61,17 +37,43 @@ pub fn run(args: &AttributeArgs) -> Result<()> {
         )
         .with("experts", Column::Int(vec![rows.len() as u64]))
         .with("spearman_rho", Column::Float(vec![rho]));
-    written.extend(write_ranking(&args.out, 1, "summary", &summary, None, "")?);
-    print!("{}", table.to_markdown(args.top));
+    let first_order = table.sorted_desc("first_order_drop", false);
+    let exports = [
+        Export {
+            part: "",
+            table,
+            plot: Some(PlotSpec {
+                value: "ablation_drop",
+                signed: true,
+            }),
+            title: "drop in target log-prob when masked".into(),
+        },
+        Export {
+            part: "first-order",
+            table: first_order,
+            plot: Some(PlotSpec {
+                value: "first_order_drop",
+                signed: true,
+            }),
+            title: "first-order drop (gate × ∂log-prob/∂gate)".into(),
+        },
+        Export {
+            part: "summary",
+            table: summary,
+            plot: None,
+            title: String::new(),
+        },
+    ];
+    let written =
+        write_exports(&args.out, args.top, &exports).context("writing the attribution")?;
+    print!("{}", exports[0].table.to_markdown(args.top));
     println!(
         "\n{} prompts, mean target log-prob {:.4}; Spearman ρ between ablation and first-order attribution over {} experts: {rho:.3}",
         pairs.len(),
         base / pairs.len() as f64,
         rows.len()
     );
-    for p in written {
-        eprintln!("wrote {}", p.display());
-    }
+    say_written(&written);
     Ok(())
 }
 

@@ -3,7 +3,7 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
@@ -135,10 +135,38 @@ pub fn interrupt_flag() -> Arc<AtomicBool> {
     Arc::clone(INTERRUPTED.get_or_init(|| {
         let flag = Arc::new(AtomicBool::new(false));
         let setter = Arc::clone(&flag);
-        let _ = ctrlc::set_handler(move || setter.store(true, Ordering::SeqCst));
+        let _ = ctrlc::set_handler(move || {
+            setter.store(true, Ordering::SeqCst);
+            if END_AT_ONCE.load(Ordering::SeqCst) {
+                // Waits for an output set being written to land, then ends the process.
+                let _done = WRITE_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+                std::process::exit(crate::EXIT_INTERRUPTED.into());
+            }
+        });
         flag
     }))
 }
+
+/// For commands that compute and then write their outputs (`analyze`, `eval`): a signal
+/// ends the process at once with status 130, leaving every old output as it was, except while
+/// [`writing`] runs, when the files are completed first.
+pub fn end_at_once_on_interrupt() {
+    END_AT_ONCE.store(true, Ordering::SeqCst);
+    let _ = interrupt_flag();
+}
+
+/// Runs `write` with the immediate end of [`end_at_once_on_interrupt`] held off, so an output
+/// set is never left half renamed.
+pub fn writing<T>(write: impl FnOnce() -> T) -> T {
+    let _held = WRITE_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    write()
+}
+
+/// Whether a signal ends the process at once (see [`end_at_once_on_interrupt`]).
+static END_AT_ONCE: AtomicBool = AtomicBool::new(false);
+
+/// Held while [`writing`] runs; the signal handler takes it before ending the process.
+static WRITE_LOCK: Mutex<()> = Mutex::new(());
 
 /// Set once a command installs its interrupt handler ([`interrupt_flag`]).
 static INTERRUPTED: OnceLock<Arc<AtomicBool>> = OnceLock::new();

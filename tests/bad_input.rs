@@ -101,6 +101,34 @@ fn unknown_model_type_lists_the_supported_ones() {
 }
 
 #[test]
+fn unsupported_quantization_names_the_method_and_what_loads() {
+    for (method, extra) in [
+        ("awq", ""),
+        ("gptq", ""),
+        ("bitsandbytes", ""),
+        ("fp8", "not supported yet"),
+    ] {
+        let s = Scratch::of("qwen3_moe", &format!("quant-{method}"));
+        s.edit_config(|v| {
+            v["quantization_config"] = serde_json::json!({"quant_method": method, "bits": 4})
+        });
+        let (e, msg) = s.open_err();
+        assert!(matches!(e, EngineError::BadConfig { .. }), "{msg}");
+        names(
+            &msg,
+            &[
+                "config.json",
+                "quant_method",
+                method,
+                "mxfp4",
+                "unquantized",
+                extra,
+            ],
+        );
+    }
+}
+
+#[test]
 fn bad_config_fields_are_named() {
     let s = Scratch::of("qwen3_moe", "field");
     s.edit_config(|v| {

@@ -462,3 +462,296 @@ fn a_prompt_too_long_is_named_before_any_work() {
     );
     assert!(!dir.path("rec").exists(), "nothing written");
 }
+
+/// How a rerun is disturbed: a signal after a delay, or writes failing once a file passes a
+/// size (`RLIMIT_FSIZE` with `SIGXFSZ` ignored, so a write past it fails as on a full disk,
+/// without needing a small filesystem).
+#[cfg(unix)]
+#[derive(Clone, Copy, Debug)]
+enum Disturbance {
+    Signal(i32, Duration),
+    FilesCappedAt(u64),
+}
+
+/// Every disturbance the matrix tries on a command taking about `typical` to run.
+#[cfg(unix)]
+fn disturbances(typical: Duration) -> Vec<Disturbance> {
+    let mut all = vec![
+        Disturbance::FilesCappedAt(600),
+        Disturbance::FilesCappedAt(6000),
+    ];
+    for frac in [0.0, 0.25, 0.6, 0.9] {
+        for signal in [libc::SIGINT, libc::SIGTERM] {
+            all.push(Disturbance::Signal(signal, typical.mul_f64(frac)));
+        }
+    }
+    all
+}
+
+/// Runs the binary with `args` under `how`; returns its exit code (`None`: ended by a signal)
+/// and its stderr.
+#[cfg(unix)]
+fn disturbed(args: &[String], how: Disturbance) -> (Option<i32>, String) {
+    use std::os::unix::process::CommandExt;
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_moescope"));
+    cmd.args(args).stdout(Stdio::null()).stderr(Stdio::piped());
+    if let Disturbance::FilesCappedAt(bytes) = how {
+        // SAFETY: only async-signal-safe calls between fork and exec.
+        unsafe {
+            cmd.pre_exec(move || {
+                libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
+                let cap = libc::rlimit {
+                    rlim_cur: bytes,
+                    rlim_max: bytes,
+                };
+                if libc::setrlimit(libc::RLIMIT_FSIZE, &cap) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+    }
+    let child = cmd.spawn().expect("spawn");
+    if let Disturbance::Signal(signal, after) = how {
+        std::thread::sleep(after);
+        // SAFETY: sending a signal to our own child process.
+        unsafe { libc::kill(child.id() as i32, signal) };
+    }
+    let out = child.wait_with_output().expect("wait");
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// Every file under `dir` (hidden ones too, so a leftover temporary file shows) with its bytes.
+fn snapshot(dir: &Path) -> std::collections::BTreeMap<String, Vec<u8>> {
+    let mut files = std::collections::BTreeMap::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).expect("list").filter_map(|e| e.ok()) {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                let name = p.strip_prefix(dir).unwrap().display().to_string();
+                files.insert(name, std::fs::read(&p).expect("read"));
+            }
+        }
+    }
+    files
+}
+
+/// Copies every file of `from` into a fresh `to`.
+fn copy_tree(from: &Path, to: &Path) {
+    let _ = std::fs::remove_dir_all(to);
+    for (name, bytes) in snapshot(from) {
+        let p = to.join(name);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, bytes).unwrap();
+    }
+}
+
+/// The outputs of `run(out)` disturbed every way are, file for file, either the old outputs
+/// (made by `old(out)`) or the new ones an undisturbed `run` makes — never a mix, never a
+/// leftover temporary file — and the command never panics or exits 0 when stopped.
+#[cfg(unix)]
+fn old_or_new_under_every_disturbance(
+    dir: &Scratch,
+    name: &str,
+    old: impl Fn(&Path) -> Vec<String>,
+    new: impl Fn(&Path) -> Vec<String>,
+) {
+    let make = |args: Vec<String>| {
+        let (code, err) = disturbed(&args, Disturbance::FilesCappedAt(u64::MAX));
+        assert_eq!(code, Some(0), "{args:?}: {err}");
+    };
+    let old_dir = dir.path(&format!("{name}-old"));
+    make(old(&old_dir));
+    let new_dir = dir.path(&format!("{name}-new"));
+    let start = Instant::now();
+    make(new(&new_dir));
+    let typical = start.elapsed();
+    let (old_files, new_files) = (snapshot(&old_dir), snapshot(&new_dir));
+    assert_ne!(
+        old_files, new_files,
+        "{name}: old and new outputs must differ"
+    );
+    let target = dir.path(&format!("{name}-target"));
+    let (mut kept, mut replaced) = (0, 0);
+    for how in disturbances(typical) {
+        copy_tree(&old_dir, &target);
+        let (code, err) = disturbed(&new(&target), how);
+        assert!(!err.contains("panicked"), "{name} {how:?}: {err}");
+        let now = snapshot(&target);
+        if now == old_files {
+            kept += 1;
+            assert_ne!(code, Some(0), "{name} {how:?}: old outputs kept but exit 0");
+        } else {
+            replaced += 1;
+            assert_eq!(
+                now.keys().collect::<Vec<_>>(),
+                new_files.keys().collect::<Vec<_>>(),
+                "{name} {how:?}: a mix of old and new files, or a temporary file left"
+            );
+            assert!(
+                now == new_files,
+                "{name} {how:?}: new files differ from a clean run"
+            );
+        }
+        if let Disturbance::FilesCappedAt(_) = how {
+            assert_eq!(
+                now, old_files,
+                "{name}: a failed write replaced the old outputs"
+            );
+            assert!(err.contains("cannot write"), "{name} {how:?}: {err}");
+        }
+    }
+    assert!(
+        kept > 0,
+        "{name}: no disturbance stopped the command in time"
+    );
+    let _ = replaced;
+}
+
+/// A small recording with generated tokens, for the analysis commands.
+fn small_recording(dir: &Scratch) -> String {
+    let rec = dir.arg("rec");
+    let (ok, _, err) = moescope(&[
+        "record",
+        "--prompts",
+        smoke_prompts_static(),
+        "--out",
+        &rec,
+        "--generate",
+        "6",
+    ]);
+    assert!(ok, "{err}");
+    rec
+}
+
+fn strings(parts: &[&str]) -> Vec<String> {
+    parts.iter().map(|s| s.to_string()).collect()
+}
+
+#[cfg(unix)]
+#[test]
+fn analyze_leaves_old_or_new_outputs_under_signals_and_full_disks() {
+    let dir = Scratch::new("disturbed-analyze");
+    let rec = small_recording(&dir);
+    let freq = |positions: &'static str| {
+        let rec = rec.clone();
+        move |out: &Path| {
+            let out = out.join("freq").display().to_string();
+            strings(&[
+                "analyze",
+                "freq",
+                "--records",
+                &rec,
+                "--out",
+                &out,
+                "--positions",
+                positions,
+            ])
+        }
+    };
+    old_or_new_under_every_disturbance(&dir, "freq", freq("prompt"), freq("all"));
+}
+
+#[cfg(unix)]
+#[test]
+fn attribute_leaves_old_or_new_outputs_under_signals_and_full_disks() {
+    let dir = Scratch::new("disturbed-attribute");
+    // Four prompts of the detection set: enough for a run of a second or so.
+    let detect = std::fs::read_to_string(repo_root().join("datasets/refusal/detect.jsonl"))
+        .expect("detection prompts");
+    let prompts = dir.path("four.jsonl");
+    let four: Vec<&str> = detect.lines().take(4).collect();
+    std::fs::write(&prompts, four.join("\n")).unwrap();
+    let attribute = |target: &'static str| {
+        let prompts = prompts.display().to_string();
+        move |out: &Path| {
+            let out = out.join("attr").display().to_string();
+            strings(&[
+                "analyze",
+                "attribute",
+                "--prompts",
+                &prompts,
+                "--label",
+                "refusal",
+                "--target",
+                target,
+                "--out",
+                &out,
+            ])
+        }
+    };
+    old_or_new_under_every_disturbance(&dir, "attr", attribute(" I"), attribute(" Sure"));
+}
+
+#[cfg(unix)]
+#[test]
+fn eval_stopped_by_a_signal_exits_130() {
+    let prompts = repo_root().join("datasets/refusal/heldout-forbidden.jsonl");
+    let rules = repo_root().join("datasets/examples/rules.toml");
+    let args = strings(&[
+        "eval",
+        "--prompts",
+        &prompts.display().to_string(),
+        "--metric",
+        &format!("rules:{}", rules.display()),
+        "--mask",
+        "0:1",
+    ]);
+    for signal in [libc::SIGINT, libc::SIGTERM] {
+        let (code, err) = disturbed(
+            &args,
+            Disturbance::Signal(signal, Duration::from_millis(400)),
+        );
+        assert_eq!(code, Some(130), "signal {signal}: {err}");
+    }
+}
+
+#[cfg(unix)]
+#[test]
+fn experiment_overwrite_keeps_the_old_report_until_the_new_one_is_complete() {
+    let dir = Scratch::new("disturbed-experiment");
+    let file = write_experiment(&dir, "disturbed", &["mask"]);
+    let out = dir.path("report");
+    let run = strings(&[
+        "experiment",
+        "run",
+        &file,
+        "--out",
+        &out.display().to_string(),
+        "--overwrite",
+    ]);
+    let (code, err) = disturbed(&run, Disturbance::FilesCappedAt(u64::MAX));
+    assert_eq!(code, Some(0), "{err}");
+    let old = snapshot(&out);
+    let beside = || {
+        let mut names: Vec<String> = std::fs::read_dir(&dir.0)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n.contains("report"))
+            .collect();
+        names.sort();
+        names
+    };
+    // A write failing part way: the old report as it was, no staging folder left.
+    let (code, err) = disturbed(&run, Disturbance::FilesCappedAt(600));
+    assert!(
+        code != Some(0) && err.contains("cannot write"),
+        "{code:?}: {err}"
+    );
+    assert!(snapshot(&out) == old, "the old report changed: {err}");
+    assert_eq!(beside(), ["report"]);
+    // A signal: either the old report or a new, complete one marked partial; exit 130.
+    for signal in [libc::SIGINT, libc::SIGTERM] {
+        let (code, err) = disturbed(&run, Disturbance::Signal(signal, Duration::from_secs(2)));
+        assert_eq!(code, Some(130), "{err}");
+        let md = std::fs::read_to_string(out.join("report.md")).expect("a report");
+        assert!(md.contains("partial") || snapshot(&out) == old, "{md}");
+        assert_eq!(beside(), ["report"]);
+    }
+}

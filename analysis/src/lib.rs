@@ -6,6 +6,7 @@
 pub mod bootstrap;
 pub mod classify;
 pub mod error;
+pub mod output;
 pub mod plot;
 pub mod read;
 pub mod records;
@@ -16,6 +17,7 @@ pub mod table;
 pub use bootstrap::{bootstrap_grid_mean, bootstrap_mean, bootstrap_ratio, Estimate};
 pub use classify::{Rule, RuleSet};
 pub use error::AnalysisError;
+pub use output::OutputSet;
 pub use records::{RecordWriter, Records, RunInfo, SequenceInfo, TokenRouting};
 pub use stats::Positions;
 pub use table::{Column, Table};

@@ -3,10 +3,11 @@
 
 use std::path::Path;
 
+use plotters::coord::Shift;
 use plotters::prelude::*;
 
 use crate::error::{AnalysisError, Result};
-use crate::table::write_atomically;
+use crate::output::OutputSet;
 
 /// One cell of a layer × expert grid.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -17,6 +18,19 @@ pub struct Cell {
     pub expert: u32,
     /// The statistic (NaN: no value, drawn grey).
     pub value: f64,
+}
+
+/// Draws an SVG of `size` with `draw` and stages it as `path` in `set` (drawn in memory, so
+/// a failing disk reads as a failed write).
+fn svg_file(
+    set: &mut OutputSet,
+    path: &Path,
+    size: (u32, u32),
+    draw: impl FnOnce(DrawingArea<SVGBackend, Shift>) -> Result<()>,
+) -> Result<()> {
+    let mut svg = String::new();
+    draw(SVGBackend::with_string(&mut svg, size).into_drawing_area())?;
+    set.text(path, &svg)
 }
 
 fn plot_err(path: &Path, e: impl std::fmt::Display) -> AnalysisError {
@@ -47,7 +61,13 @@ fn colour(v: f64, lo: f64, hi: f64, signed: bool) -> RGBColor {
 }
 
 /// Draws a heatmap of `cells` with layers on the vertical axis and experts on the horizontal.
-pub fn heatmap(path: &Path, title: &str, cells: &[Cell], signed: bool) -> Result<()> {
+pub fn heatmap(
+    set: &mut OutputSet,
+    path: &Path,
+    title: &str,
+    cells: &[Cell],
+    signed: bool,
+) -> Result<()> {
     let layers = cells.iter().map(|c| c.layer + 1).max().unwrap_or(1);
     let experts = cells.iter().map(|c| c.expert + 1).max().unwrap_or(1);
     let finite = cells.iter().map(|c| c.value).filter(|v| v.is_finite());
@@ -57,8 +77,7 @@ pub fn heatmap(path: &Path, title: &str, cells: &[Cell], signed: bool) -> Result
     let (lo, hi) = if lo.is_finite() { (lo, hi) } else { (0.0, 1.0) };
     let width = (120 + experts * 18).clamp(480, 2400);
     let height = (110 + layers * 22).clamp(240, 1800);
-    write_atomically(path, |tmp| {
-        let root = SVGBackend::new(tmp, (width, height)).into_drawing_area();
+    svg_file(set, path, (width, height), |root| {
         root.fill(&WHITE).map_err(|e| plot_err(path, e))?;
         let caption = format!("{title}  (scale {lo:.3} … {hi:.3})");
         let mut chart = ChartBuilder::on(&root)
@@ -91,7 +110,12 @@ pub fn heatmap(path: &Path, title: &str, cells: &[Cell], signed: bool) -> Result
 }
 
 /// Draws a horizontal bar chart of labelled values, in the given order (best first).
-pub fn ranked_bars(path: &Path, title: &str, bars: &[(String, f64)]) -> Result<()> {
+pub fn ranked_bars(
+    set: &mut OutputSet,
+    path: &Path,
+    title: &str,
+    bars: &[(String, f64)],
+) -> Result<()> {
     let n = bars.len().max(1);
     let lo = bars
         .iter()
@@ -105,8 +129,7 @@ pub fn ranked_bars(path: &Path, title: &str, bars: &[(String, f64)]) -> Result<(
         .fold(0.0, f64::max);
     let pad = ((hi - lo) * 0.05).max(1e-9);
     let height = (90 + n * 22).clamp(200, 1600) as u32;
-    write_atomically(path, |tmp| {
-        let root = SVGBackend::new(tmp, (720, height)).into_drawing_area();
+    svg_file(set, path, (720, height), |root| {
         root.fill(&WHITE).map_err(|e| plot_err(path, e))?;
         let mut chart = ChartBuilder::on(&root)
             .caption(title, ("sans-serif", 16))
@@ -159,6 +182,7 @@ pub struct Series {
 /// Draws lines with interval bars against x (e.g. behaviour rate against the number of
 /// experts steered), with an optional dashed horizontal reference (the unsteered value).
 pub fn sweep_plot(
+    set: &mut OutputSet,
     path: &Path,
     title: &str,
     x_label: &str,
@@ -192,8 +216,7 @@ pub fn sweep_plot(
         RGBColor(33, 102, 172),
         RGBColor(27, 120, 55),
     ];
-    write_atomically(path, |tmp| {
-        let root = SVGBackend::new(tmp, (720, 440)).into_drawing_area();
+    svg_file(set, path, (720, 440), |root| {
         root.fill(&WHITE).map_err(|e| plot_err(path, e))?;
         let mut chart = ChartBuilder::on(&root)
             .caption(title, ("sans-serif", 16))

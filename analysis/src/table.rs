@@ -2,8 +2,7 @@
 //! under a temporary name and renamed, so a failed export never leaves half a file.
 
 use std::fmt::Write as _;
-use std::fs::File;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 
 use arrow_array::cast::AsArray;
@@ -13,6 +12,7 @@ use arrow_schema::{DataType, Field, Schema};
 use parquet::arrow::ArrowWriter;
 
 use crate::error::{AnalysisError, Result};
+use crate::output::OutputSet;
 
 /// One column of a result table.
 #[derive(Debug, Clone, PartialEq)]
@@ -194,8 +194,8 @@ impl Table {
         Ok(table)
     }
 
-    /// Writes the table as Parquet.
-    pub fn write_parquet(&self, path: &Path) -> Result<()> {
+    /// Writes the table as Parquet, as one file of `set` (in place once the set commits).
+    pub fn write_parquet(&self, set: &mut OutputSet, path: &Path) -> Result<()> {
         let mut fields = Vec::new();
         let mut arrays: Vec<ArrayRef> = Vec::new();
         for (name, c) in &self.columns {
@@ -209,17 +209,18 @@ impl Table {
         }
         let batch = RecordBatch::try_new(Arc::new(Schema::new(fields)), arrays)
             .map_err(|e| AnalysisError::records(path, e))?;
-        write_atomically(path, |tmp| {
-            let file = File::create(tmp).map_err(|e| AnalysisError::Write {
-                path: tmp.to_path_buf(),
+        // Encoded in memory (rankings are small), so a failing disk reads as a failed write.
+        let mut bytes = Vec::new();
+        let mut w = ArrowWriter::try_new(&mut bytes, batch.schema(), None)
+            .map_err(|e| AnalysisError::records(path, e))?;
+        w.write(&batch)
+            .map_err(|e| AnalysisError::records(path, e))?;
+        w.close().map_err(|e| AnalysisError::records(path, e))?;
+        set.write(path, |tmp| {
+            std::fs::write(tmp, &bytes).map_err(|e| AnalysisError::Write {
+                path: path.to_path_buf(),
                 error: e,
-            })?;
-            let mut w = ArrowWriter::try_new(file, batch.schema(), None)
-                .map_err(|e| AnalysisError::records(path, e))?;
-            w.write(&batch)
-                .map_err(|e| AnalysisError::records(path, e))?;
-            w.close().map_err(|e| AnalysisError::records(path, e))?;
-            Ok(())
+            })
         })
     }
 }
@@ -283,36 +284,6 @@ fn csv_field(s: &str) -> String {
     }
 }
 
-/// Writes a file through `write(temp_path)` and renames it into place; removes the temporary
-/// file on failure.
-pub fn write_atomically(path: &Path, write: impl FnOnce(&Path) -> Result<()>) -> Result<()> {
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().to_string())
-        .unwrap_or_else(|| "out".into());
-    let tmp: PathBuf = path.with_file_name(format!(".{name}.partial"));
-    let result = write(&tmp).and_then(|()| {
-        std::fs::rename(&tmp, path).map_err(|e| AnalysisError::Write {
-            path: path.to_path_buf(),
-            error: e,
-        })
-    });
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result
-}
-
-/// Writes text to a file atomically.
-pub fn write_text(path: &Path, text: &str) -> Result<()> {
-    write_atomically(path, |tmp| {
-        std::fs::write(tmp, text).map_err(|e| AnalysisError::Write {
-            path: path.to_path_buf(),
-            error: e,
-        })
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -325,7 +296,9 @@ mod tests {
             .with("name", Column::Text(vec!["x".into(), "y".into()]));
         let path =
             std::env::temp_dir().join(format!("moescope-table-{}.parquet", std::process::id()));
-        t.write_parquet(&path).unwrap();
+        let mut set = OutputSet::new();
+        t.write_parquet(&mut set, &path).unwrap();
+        set.commit().unwrap();
         let back = Table::read_parquet(&path).unwrap();
         let _ = std::fs::remove_file(&path);
         assert_eq!(back.column("layer"), t.column("layer"));

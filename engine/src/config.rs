@@ -235,6 +235,7 @@ impl ModelConfig {
                 supported: Architecture::SUPPORTED.join(", "),
             }
         })?;
+        check_quantization(&f)?;
         let hidden_size = f.req_usize("hidden_size")?;
         let num_layers = f.req_usize("num_hidden_layers")?;
         if num_layers == 0 || num_layers > MAX_LAYERS {
@@ -475,6 +476,39 @@ pub(crate) fn token_ids(v: &Value) -> Option<Vec<u32>> {
 }
 
 /// Typed access to `config.json` fields with errors that name the field.
+/// The `quantization_config.quant_method`s whose checkpoints load: gpt-oss's MXFP4 experts.
+const SUPPORTED_QUANTIZATION: [&str; 1] = ["mxfp4"];
+
+/// Refuses a quantized checkpoint whose format the weight loader cannot read (AWQ, GPTQ,
+/// bitsandbytes, FP8, …), naming the method and what does load, before any tensor is read.
+fn check_quantization(f: &Fields) -> Result<()> {
+    let Some(q) = f.get("quantization_config") else {
+        return Ok(());
+    };
+    let method = q.get("quant_method").and_then(Value::as_str).unwrap_or("");
+    if SUPPORTED_QUANTIZATION.contains(&method) {
+        return Ok(());
+    }
+    let shown = if method.is_empty() {
+        "a quantization without quant_method".to_string()
+    } else {
+        format!("{method:?}")
+    };
+    let not_yet = if method == "fp8" {
+        " (FP8 block-quantized weights are not supported yet)"
+    } else {
+        ""
+    };
+    Err(f.bad(
+        "quantization_config.quant_method",
+        format!(
+            "{shown} checkpoints cannot be loaded{not_yet}; moescope loads unquantized bf16, f16 \
+             and f32 weights and gpt-oss's MXFP4 experts (\"mxfp4\"): use the unquantized \
+             release of this model, or dequantize it and remove quantization_config"
+        ),
+    ))
+}
+
 struct Fields<'a> {
     value: &'a Value,
     path: &'a Path,

@@ -99,18 +99,25 @@ impl Ranking {
 mod tests {
     use super::*;
 
+    fn save(table: Table, path: &std::path::Path) {
+        let mut set = moescope_analysis::OutputSet::new();
+        table.write_parquet(&mut set, path).unwrap();
+        set.commit().unwrap();
+    }
+
     #[test]
     fn loads_a_ranking_and_refuses_a_table_without_ids() {
         let dir = std::env::temp_dir().join(format!("moescope-gui-rank-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let good = dir.join("r.parquet");
-        Table::default()
-            .with("layer", Column::Int(vec![0, 2]))
-            .with("expert", Column::Int(vec![11, 5]))
-            .with("delta", Column::Float(vec![0.3, -0.5]))
-            .with("n", Column::Int(vec![7, 9]))
-            .write_parquet(&good)
-            .unwrap();
+        save(
+            Table::default()
+                .with("layer", Column::Int(vec![0, 2]))
+                .with("expert", Column::Int(vec![11, 5]))
+                .with("delta", Column::Float(vec![0.3, -0.5]))
+                .with("n", Column::Int(vec![7, 9])),
+            &good,
+        );
         let r = Ranking::load(&good).unwrap();
         assert_eq!(r.columns, vec!["delta", "n"]);
         assert_eq!(r.score(2, 5), -0.5);
@@ -118,10 +125,10 @@ mod tests {
         assert_eq!(r.top(1), vec![((0, 11), 0.3)]);
         assert_eq!(r.max_abs(), 0.5);
         let bad = dir.join("b.parquet");
-        Table::default()
-            .with("score", Column::Float(vec![1.0]))
-            .write_parquet(&bad)
-            .unwrap();
+        save(
+            Table::default().with("score", Column::Float(vec![1.0])),
+            &bad,
+        );
         let err = Ranking::load(&bad).unwrap_err().to_string();
         assert!(
             err.contains("b.parquet") && err.contains("`layer`"),

@@ -192,3 +192,49 @@ fn a_recording_is_browsed_sequence_by_sequence_and_counts_an_experts_tokens() {
     assert!(!tokens.is_empty());
     assert!(tokens.windows(2).all(|w| w[0].1 >= w[1].1));
 }
+
+#[test]
+fn set_top_k_shows_each_layers_own_number_of_experts() {
+    let mut h = harness(embedded_model());
+    wait_for(&mut h, "the model", |a| a.model.is_some());
+    let prompt = h.get_by_role(eframe::egui::accesskit::Role::MultilineTextInput);
+    prompt.focus();
+    h.run_steps(1);
+    h.key_press_modifiers(eframe::egui::Modifiers::COMMAND, eframe::egui::Key::A);
+    h.get_by_role(eframe::egui::accesskit::Role::MultilineTextInput)
+        .type_text("The capital of France is");
+    h.run_steps(2);
+    // Layer 3 picked in the combo box, k = 1 in the drag value, then the button.
+    h.state_mut().top_k_edit = (3, 1);
+    h.run_steps(1);
+    h.get_by_label("Set top-k").click();
+    h.run_steps(2);
+    assert_eq!(h.state().steering.items().len(), 1);
+    h.get_by_label("Generate").click();
+    h.run_steps(1);
+    wait_for(&mut h, "the runs", |a| !a.busy && a.steered.is_some());
+    let app = h.state();
+    let steered = app.steered.as_ref().expect("a steered run");
+    let baseline = app.baseline.as_ref().expect("a baseline run");
+    let top_k = app.model.as_ref().unwrap().config.moe.top_k;
+    assert!(top_k > 1);
+    let slot = steered.slot_of(3).unwrap();
+    let other = steered.slot_of(4).unwrap();
+    for p in 0..steered.positions() {
+        assert_eq!(steered.choice(slot, p).len(), 1, "position {p} of layer 3");
+        assert_eq!(
+            steered.choice(other, p).len(),
+            top_k,
+            "position {p} of layer 4"
+        );
+        let weights: f32 = steered.choice(other, p).iter().map(|c| c.1).sum();
+        assert!(weights > 0.0 && weights.is_finite());
+    }
+    for p in 0..baseline.positions() {
+        assert_eq!(baseline.choice(slot, p).len(), top_k);
+    }
+    // The grid of the steered run shows the one chosen expert of layer 3 at the last token.
+    let last = steered.positions() - 1;
+    let (expert, _) = steered.choice(slot, last)[0];
+    assert!(!steered.positions_of(slot, expert).is_empty());
+}

@@ -14,16 +14,16 @@ use std::sync::atomic::Ordering;
 
 use anyhow::{bail, Context, Result};
 use indicatif::{ProgressBar, ProgressStyle};
+use moescope_analysis::output::write_text;
 use moescope_analysis::stats::contrast::{contrast, risk_difference};
 use moescope_analysis::stats::npmi::npmi;
-use moescope_analysis::table::write_text;
 use moescope_analysis::{bootstrap_mean, Estimate, Positions, Records, Rule, RuleSet, Table};
 use moescope_engine::{
     load_prompt_set, Checkpoint, Intervention, InterventionKind, PromptRecord, RoutingPolicy,
     ScopeName, SteeringProfile,
 };
 
-use crate::analyze::{npmi_event, spin, write_ranking, PlotSpec};
+use crate::analyze::{npmi_event, spin, write_exports, Export, PlotSpec};
 use crate::attribute::{attribution_ranking, prompts_with_label, scored_pairs};
 use crate::cli::{ExperimentArgs, ExperimentCommand, ExperimentRunArgs, ModelArgs};
 use crate::commands::{interrupt_flag, load};
@@ -216,10 +216,72 @@ fn run_experiment(args: &ExperimentRunArgs) -> Result<()> {
         .clone()
         .unwrap_or_else(|| PathBuf::from("reports").join(slug(&cfg.name)));
     check_out(&out, args.overwrite)?;
+    let stop = interrupt_flag();
     let ck = load(&model_args(&cfg, &args.device))?;
     let setup = Setup::load(&cfg, &ck).with_context(|| args.file.display().to_string())?;
-    // Everything is checked; only now is an old report replaced.
-    prepare_out(&out)?;
+    if stop.load(Ordering::SeqCst) {
+        // Stopped while loading: nothing written, the old report untouched (exit 130).
+        return Ok(());
+    }
+    // Everything is checked. An old report stays in place until the new one is complete (or
+    // interrupted, and so complete but partial): the run writes beside it and then swaps.
+    let replacing = out.join(REPORT_MARKER).is_file();
+    let dir = if replacing {
+        staging_dir(&out)
+    } else {
+        out.clone()
+    };
+    prepare_out(&dir)?;
+    let conducted = conduct(args, &cfg, &ck, &setup, &dir, &out);
+    match (conducted, replacing) {
+        (Ok(()), true) => replace_report(&dir, &out),
+        (Err(e), true) => {
+            let _ = std::fs::remove_dir_all(&dir);
+            Err(e)
+        }
+        (result, false) => result,
+    }
+}
+
+/// Where a run that replaces the report in `out` writes until it is done: a hidden folder beside
+/// it.
+fn staging_dir(out: &Path) -> PathBuf {
+    let name = out
+        .file_name()
+        .map(|n| n.to_string_lossy().to_string())
+        .unwrap_or_else(|| "report".into());
+    out.with_file_name(format!(".{name}.partial-report"))
+}
+
+/// Puts the finished report in `staged` in the place of the old one in `out`.
+fn replace_report(staged: &Path, out: &Path) -> Result<()> {
+    let old = staged.with_extension("old-report");
+    if old.join(REPORT_MARKER).is_file() {
+        std::fs::remove_dir_all(&old)
+            .with_context(|| format!("cannot remove {}", old.display()))?;
+    }
+    std::fs::rename(out, &old).with_context(|| format!("cannot move {} aside", out.display()))?;
+    std::fs::rename(staged, out).with_context(|| {
+        format!(
+            "cannot move the new report {} to {}; the old one is in {}",
+            staged.display(),
+            out.display(),
+            old.display()
+        )
+    })?;
+    std::fs::remove_dir_all(&old)
+        .with_context(|| format!("cannot remove the old report {}", old.display()))
+}
+
+/// Runs the experiment, writing its report into `dir` (shown to the user as `out`).
+fn conduct(
+    args: &ExperimentRunArgs,
+    cfg: &ExperimentConfig,
+    ck: &Checkpoint,
+    setup: &Setup,
+    dir: &Path,
+    out: &Path,
+) -> Result<()> {
     let stop = interrupt_flag();
 
     let mut resolved = cfg.clone();
@@ -233,13 +295,13 @@ fn run_experiment(args: &ExperimentRunArgs) -> Result<()> {
         out.display(),
         toml::to_string_pretty(&resolved).context("writing the resolved configuration")?
     );
-    write_text(&out.join("config.resolved.toml"), &resolved_text)?;
+    write_text(&dir.join("config.resolved.toml"), &resolved_text)?;
 
     // 1. Detection: record the detection prompts and rank experts.
-    let detect_dir = out.join("detect-records");
+    let detect_dir = dir.join("detect-records");
     let recorded = record(
         &RecordJob {
-            ck: &ck,
+            ck,
             prompts: &cfg.detect.prompts,
             out: &detect_dir,
             policy: &RoutingPolicy::new(),
@@ -251,7 +313,7 @@ fn run_experiment(args: &ExperimentRunArgs) -> Result<()> {
         },
         &stop,
     )?;
-    let mut report = Report::new(&cfg, &out, setup.conditions(&cfg));
+    let mut report = Report::new(cfg, dir, setup.conditions(cfg));
     if !recorded.complete() {
         report.note(format!(
             "Interrupted while recording the detection set ({} of {} prompts); nothing was steered.",
@@ -261,35 +323,35 @@ fn run_experiment(args: &ExperimentRunArgs) -> Result<()> {
         println!("interrupted; partial report in {}", out.display());
         return Ok(());
     }
-    let ranking = rank(&cfg, &detect_dir, &ck, args.batch)?;
+    let ranking = rank(cfg, &detect_dir, ck, args.batch)?;
     let (value_col, signed) = ranking_value(&cfg.detect.statistic);
-    write_ranking(
-        &out.join("ranking"),
-        20,
-        "",
-        &ranking,
-        Some(PlotSpec {
+    let export = Export {
+        part: "",
+        table: ranking,
+        plot: Some(PlotSpec {
             value: value_col,
             signed,
         }),
-        &format!(
+        title: format!(
             "{} on {}",
             cfg.detect.statistic,
             cfg.detect.prompts.display()
         ),
-    )?;
+    };
+    write_exports(&dir.join("ranking"), 20, std::slice::from_ref(&export))?;
+    let ranking = export.table;
     let rows = ranking_rows(&ranking, value_col)?;
     let cands = candidates(&rows, setup.max_per_layer);
     report.set_ranking(&ranking);
 
     // 2. Baselines, then each arm × size × (top, random draws).
-    let bar = ProgressBar::new(setup.conditions(&cfg) as u64);
+    let bar = ProgressBar::new(setup.conditions(cfg) as u64);
     bar.set_style(ProgressStyle::with_template(
         "steering {bar:40} {pos}/{len} conditions ({elapsed}, eta {eta}) {msg}",
     )?);
     let runner = Runner {
-        ck: &ck,
-        setup: &setup,
+        ck,
+        setup,
         batch: args.batch,
         resamples: args.resamples,
         seed: cfg.seed,
@@ -335,15 +397,15 @@ fn run_experiment(args: &ExperimentRunArgs) -> Result<()> {
                     break 'arms;
                 }
                 bar.set_message(format!("{} N={size} {}", arm.name, selection.label(draw)));
-                let profile = steering_profile(&cfg, arm, &set, size, selection, draw)?;
+                let profile = steering_profile(cfg, arm, &set, size, selection, draw)?;
                 let policy = profile
                     .to_policy(&format!("arm {}", arm.name), ck.model.config())
                     .with_context(|| format!("[[arm]] {:?}", arm.name))?;
                 if selection == Selection::Top {
-                    let dir = out.join("profiles");
-                    std::fs::create_dir_all(&dir)
-                        .with_context(|| format!("creating {}", dir.display()))?;
-                    profile.save(&dir.join(format!("{}-top{size}.toml", slug(&arm.name))))?;
+                    let profiles = dir.join("profiles");
+                    std::fs::create_dir_all(&profiles)
+                        .with_context(|| format!("creating {}", profiles.display()))?;
+                    profile.save(&profiles.join(format!("{}-top{size}.toml", slug(&arm.name))))?;
                 }
                 let measured = runner.measure(&arm.eval, &policy)?;
                 let ppl = runner.perplexity(&policy)?;
@@ -418,12 +480,15 @@ fn check_out(out: &Path, overwrite: bool) -> Result<()> {
     Ok(())
 }
 
-/// Empties a report folder that [`check_out`] accepted and marks it as a report.
+/// Makes the empty folder a report is written into and marks it as a report: `out` itself
+/// when [`check_out`] found it absent or empty, or the staging folder beside an old report
+/// (a stale one from a killed run is replaced; a folder of someone else's is refused).
 fn prepare_out(out: &Path) -> Result<()> {
     if out.join(REPORT_MARKER).is_file() {
         std::fs::remove_dir_all(out)
-            .with_context(|| format!("cannot remove the old report {}", out.display()))?;
+            .with_context(|| format!("cannot remove the stale report {}", out.display()))?;
     }
+    check_out(out, false)?;
     std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
     write_text(
         &out.join(REPORT_MARKER),

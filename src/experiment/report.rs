@@ -9,8 +9,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Result;
 use moescope_analysis::plot::{sweep_plot, Series};
-use moescope_analysis::table::write_text;
-use moescope_analysis::{bootstrap_grid_mean, Column, Estimate, Table};
+use moescope_analysis::{bootstrap_grid_mean, Column, Estimate, OutputSet, Table};
 
 use super::config::ExperimentConfig;
 use super::{slug, Measured};
@@ -351,23 +350,28 @@ impl<'a> Report<'a> {
     }
 
     /// Writes every file of the report; `complete` marks a finished run.
+    /// The files land together: a failed write leaves the previous version of every one.
     pub fn write(&self, complete: bool) -> Result<()> {
-        let results = self.results_table();
-        results.write_parquet(&self.out.join("results.parquet"))?;
-        write_text(&self.out.join("results.csv"), &results.to_csv())?;
-        let summary = self.summary_table();
-        summary.write_parquet(&self.out.join("summary.parquet"))?;
-        write_text(&self.out.join("summary.csv"), &summary.to_csv())?;
-        let plots = self.write_plots()?;
-        write_text(
-            &self.out.join("report.md"),
-            &self.markdown(complete, &plots),
-        )?;
-        Ok(())
+        crate::commands::writing(|| {
+            let mut set = OutputSet::new();
+            let results = self.results_table();
+            results.write_parquet(&mut set, &self.out.join("results.parquet"))?;
+            set.text(&self.out.join("results.csv"), &results.to_csv())?;
+            let summary = self.summary_table();
+            summary.write_parquet(&mut set, &self.out.join("summary.parquet"))?;
+            set.text(&self.out.join("summary.csv"), &summary.to_csv())?;
+            let plots = self.write_plots(&mut set)?;
+            set.text(
+                &self.out.join("report.md"),
+                &self.markdown(complete, &plots),
+            )?;
+            set.commit()?;
+            Ok(())
+        })
     }
 
     /// Behaviour and perplexity against N, per arm; returns `(caption, file name)`.
-    fn write_plots(&self) -> Result<Vec<(String, String)>> {
+    fn write_plots(&self, set: &mut OutputSet) -> Result<Vec<(String, String)>> {
         let mut plots = Vec::new();
         let base_ppl = self.baseline_quality.map(|e| e.value);
         for arm in &self.cfg.arms {
@@ -392,6 +396,7 @@ impl<'a> Report<'a> {
                 };
                 let file = format!("{}-{}.svg", slug(&arm.name), slug(metric));
                 sweep_plot(
+                    set,
                     &self.out.join(&file),
                     &format!("{}: {metric} on {} vs N", arm.name, arm.eval),
                     "experts steered (N)",
@@ -421,6 +426,7 @@ impl<'a> Report<'a> {
             if let Some(series) = ppl_series {
                 let file = format!("{}-perplexity.svg", slug(&arm.name));
                 sweep_plot(
+                    set,
                     &self.out.join(&file),
                     &format!("{}: perplexity on neutral text vs N", arm.name),
                     "experts steered (N)",
