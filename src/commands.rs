@@ -42,14 +42,23 @@ fn gui(args: &GuiArgs) -> Result<()> {
         bail!("the desktop app runs its model on the cpu in f32; leave out --device and --dtype");
     }
     let dir = model_dir(&args.model)?;
-    let start = moescope_gui::StartOptions {
-        prompt: args.prompt.clone(),
-        ranking: args.ranking.clone(),
-        steer: args.steer.clone(),
-        run: args.run,
-    };
-    moescope_gui::run(dir, start)?;
-    Ok(())
+    #[cfg(feature = "gui")]
+    {
+        let start = moescope_gui::StartOptions {
+            prompt: args.prompt.clone(),
+            ranking: args.ranking.clone(),
+            steer: args.steer.clone(),
+            run: args.run,
+        };
+        moescope_gui::run(dir, start)?;
+        Ok(())
+    }
+    #[cfg(not(feature = "gui"))]
+    bail!(
+        "this moescope was built without the desktop app (--no-default-features); build it with \
+         `cargo build --release --features gui` to open {}",
+        dir.display()
+    )
 }
 
 /// The checkpoint folder a command should use.

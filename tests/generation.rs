@@ -186,4 +186,8 @@ fn self_contrast_reduces_to_greedy_when_it_should() {
     // A real contrast against top-1 routing runs and stays within the vocabulary.
     let contrasted = tokens(SelfContrast::weak_top_k(config, 1, 1.0, 0.1));
     assert_eq!(contrasted.len(), 10);
+    assert!(
+        contrasted.iter().all(|&t| (t as usize) < config.vocab_size),
+        "{contrasted:?}"
+    );
 }

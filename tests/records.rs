@@ -68,6 +68,12 @@ fn record_writes_every_column_and_analyze_reads_it() {
     assert_eq!(rec.sequences[1].pair_id.as_deref(), Some("1"));
     let (k, e) = (rec.run.top_k as usize, rec.run.num_experts);
     let layers = rec.run.moe_layers.len();
+    let config: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(common::repo_root().join("assets/default-model/config.json"))
+            .unwrap(),
+    )
+    .unwrap();
+    let vocab = config["vocab_size"].as_u64().unwrap() as usize;
     let expected_rows: usize = rec
         .sequences
         .iter()
@@ -100,6 +106,8 @@ fn record_writes_every_column_and_analyze_reads_it() {
         let pos = b.u32s("position")?;
         let text = b.texts("token_text")?;
         let ids = b.texts("seq_id")?;
+        let token_ids = b.u32s("token_id")?;
+        let row_layers = b.u16s("layer")?;
         assert_eq!(b.texts("run_id")?.value(0), "t1");
         for i in 0..b.len() {
             assert!(u32::from(experts[i]) < e);
@@ -110,11 +118,17 @@ fn record_writes_every_column_and_analyze_reads_it() {
             let s = &rec.sequences[seq[i] as usize];
             assert_eq!(ids.value(i), s.seq_id);
             assert!(pos[i] < s.prompt_tokens + s.generated_tokens);
-            let _ = text.value(i);
+            // Rank 0 starts a token's rows: its text is the decoded token, non-empty here.
+            if ranks[i] == 0 {
+                assert!(!text.value(i).is_empty(), "row {i}: empty token text");
+            }
+            assert!(rec.run.moe_layers.contains(&u32::from(row_layers[i])));
+            assert!(
+                (token_ids[i] as usize) < vocab,
+                "row {i}: token id outside the vocabulary"
+            );
             generated += usize::from(b.generated()?.value(i));
         }
-        let _ = b.u32s("token_id")?;
-        let _ = b.u16s("layer")?;
         rows += b.len();
         Ok(())
     })

@@ -53,8 +53,8 @@ export CUDA_ROOT="$CUDA_ENV/link"
 # bindgen_cuda (candle's kernels) looks for the headers under CUDA_ROOT/include.
 ln -sfn "$toolkit/include" "$CUDA_ENV/link/include"
 nvcc --version | tail -n 2
-cargo build --release --locked --features cuda --bin moescope
-tests=$(cargo test --release --locked --features cuda --no-run --test parity --test parity_bf16 \
+cargo build --release --locked --no-default-features --features cuda --bin moescope
+tests=$(cargo test --release --locked --no-default-features --features cuda --no-run --test parity --test parity_bf16 \
   --message-format=json | python3 -c '
 import json, sys
 for line in sys.stdin:
