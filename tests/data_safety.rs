@@ -578,7 +578,7 @@ fn old_or_new_under_every_disturbance(
         "{name}: old and new outputs must differ"
     );
     let target = dir.path(&format!("{name}-target"));
-    let (mut kept, mut replaced) = (0, 0);
+    let mut kept = 0;
     for how in disturbances(typical) {
         copy_tree(&old_dir, &target);
         let (code, err) = disturbed(&new(&target), how);
@@ -588,7 +588,6 @@ fn old_or_new_under_every_disturbance(
             kept += 1;
             assert_ne!(code, Some(0), "{name} {how:?}: old outputs kept but exit 0");
         } else {
-            replaced += 1;
             assert_eq!(
                 now.keys().collect::<Vec<_>>(),
                 new_files.keys().collect::<Vec<_>>(),
@@ -611,7 +610,6 @@ fn old_or_new_under_every_disturbance(
         kept > 0,
         "{name}: no disturbance stopped the command in time"
     );
-    let _ = replaced;
 }
 
 /// A small recording with generated tokens, for the analysis commands.
@@ -692,7 +690,19 @@ fn attribute_leaves_old_or_new_outputs_under_signals_and_full_disks() {
 #[cfg(unix)]
 #[test]
 fn eval_stopped_by_a_signal_exits_130() {
-    let prompts = repo_root().join("datasets/refusal/heldout-forbidden.jsonl");
+    let dir = Scratch::new("disturbed-eval");
+    // The held-out set twenty times over (ids made unique): seconds of work on any machine.
+    let one = std::fs::read_to_string(repo_root().join("datasets/refusal/heldout-forbidden.jsonl"))
+        .expect("prompts");
+    let mut many = String::new();
+    for copy in 0..20 {
+        for line in one.lines().filter(|l| !l.trim().is_empty()) {
+            many.push_str(&line.replacen("\"id\": \"", &format!("\"id\": \"c{copy}-"), 1));
+            many.push('\n');
+        }
+    }
+    let prompts = dir.path("many.jsonl");
+    std::fs::write(&prompts, many).unwrap();
     let rules = repo_root().join("datasets/examples/rules.toml");
     let args = strings(&[
         "eval",
