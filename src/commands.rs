@@ -295,6 +295,16 @@ fn info(args: &ModelArgs) -> Result<()> {
             ),
         ),
         (
+            "weights",
+            match c.fp8_block {
+                Some((r, k)) => format!(
+                    "FP8 e4m3 projections with one scale per {r}×{k} block, kept compressed \
+                     (a byte a value); the rest as stored"
+                ),
+                None => "as stored (MXFP4 experts, where present, dequantised on load)".into(),
+            },
+        ),
+        (
             "bytes",
             format!(
                 "{:.2} GB on disk, {:.2} GB loaded in {}",

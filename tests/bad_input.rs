@@ -102,12 +102,7 @@ fn unknown_model_type_lists_the_supported_ones() {
 
 #[test]
 fn unsupported_quantization_names_the_method_and_what_loads() {
-    for (method, extra) in [
-        ("awq", ""),
-        ("gptq", ""),
-        ("bitsandbytes", ""),
-        ("fp8", "not supported yet"),
-    ] {
+    for (method, extra) in [("awq", "fp8"), ("gptq", "e4m3"), ("bitsandbytes", "")] {
         let s = Scratch::of("qwen3_moe", &format!("quant-{method}"));
         s.edit_config(|v| {
             v["quantization_config"] = serde_json::json!({"quant_method": method, "bits": 4})
@@ -321,4 +316,71 @@ fn prompt_longer_than_the_context_is_refused() {
     )
     .unwrap_err();
     names(&err.to_string(), &["9999", "vocabulary"]);
+}
+
+/// Overwrites the first byte of tensor `name`'s data in a safetensors file with `byte`.
+fn poke_tensor_byte(file: &Path, name: &str, byte: u8) {
+    let mut bytes = std::fs::read(file).unwrap();
+    let n = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+    let header: Value = serde_json::from_slice(&bytes[8..8 + n]).unwrap();
+    let start = header[name]["data_offsets"][0].as_u64().unwrap() as usize;
+    bytes[8 + n + start] = byte;
+    std::fs::write(file, bytes).unwrap();
+}
+
+#[test]
+fn broken_fp8_checkpoints_are_named_errors() {
+    let tensor = "model.layers.1.self_attn.q_proj.weight";
+    // A block size that does not fit the stored scales.
+    let s = Scratch::of("qwen3_moe_fp8", "fp8-block");
+    s.edit_config(|v| v["quantization_config"]["weight_block_size"] = serde_json::json!([32, 32]));
+    names(
+        &s.open_err().1,
+        &[
+            "model.safetensors",
+            "weight_scale_inv",
+            "blocks of 32×32",
+            "weight_block_size",
+        ],
+    );
+    // A block size that is no size at all.
+    let s = Scratch::of("qwen3_moe_fp8", "fp8-zero");
+    s.edit_config(|v| v["quantization_config"]["weight_block_size"] = serde_json::json!([0, 16]));
+    names(
+        &s.open_err().1,
+        &["config.json", "weight_block_size", "[128, 128]"],
+    );
+    // Another FP8 format.
+    let s = Scratch::of("qwen3_moe_fp8", "fp8-fmt");
+    s.edit_config(|v| v["quantization_config"]["fmt"] = "e5m2".into());
+    names(&s.open_err().1, &["config.json", "fmt", "e5m2", "e4m3"]);
+    // FP8 tensors without the configuration that says how they are scaled.
+    let s = Scratch::of("qwen3_moe_fp8", "fp8-noconfig");
+    s.edit_config(|v| {
+        v.as_object_mut().unwrap().remove("quantization_config");
+    });
+    names(
+        &s.open_err().1,
+        &["config.json", "F8_E4M3", "quantization_config"],
+    );
+    // A NaN among the values, and a NaN scale.
+    let s = Scratch::of("qwen3_moe_fp8", "fp8-nan");
+    poke_tensor_byte(&s.path("model.safetensors"), tensor, 0x7F);
+    names(
+        &s.open_err().1,
+        &["model.safetensors", tensor, "NaN", "row 0, column 0"],
+    );
+    let s = Scratch::of("qwen3_moe_fp8", "fp8-nanscale");
+    let scale = "model.layers.1.self_attn.q_proj.weight_scale_inv";
+    let file = s.path("model.safetensors");
+    let mut bytes = std::fs::read(&file).unwrap();
+    let n = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+    let header: Value = serde_json::from_slice(&bytes[8..8 + n]).unwrap();
+    let at = 8 + n + header[scale]["data_offsets"][0].as_u64().unwrap() as usize;
+    bytes[at..at + 4].copy_from_slice(&f32::NAN.to_le_bytes());
+    std::fs::write(&file, bytes).unwrap();
+    names(
+        &s.open_err().1,
+        &["model.safetensors", scale, "NaN", "finite"],
+    );
 }

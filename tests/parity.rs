@@ -252,6 +252,16 @@ fn gpt_oss_mxfp4_experts_match_transformers() {
 }
 
 #[test]
+fn fp8_block_quantized_qwen3_moe_matches_transformers() {
+    check_fixture("qwen3_moe_fp8");
+}
+
+#[test]
+fn fp8_block_quantized_deepseek_v3_matches_transformers() {
+    check_fixture("deepseek_v3_fp8");
+}
+
+#[test]
 fn masked_expert_is_never_chosen() {
     for name in FIXTURES {
         let ck = open(name);

@@ -132,7 +132,7 @@ fn open_parts(
     }
     let config = ModelConfig::from_file(&dir.join("config.json"))?;
     let codec = TextCodec::open(dir, &config.eos_token_ids)?;
-    let weights = Weights::open(dir, device, dtype)?;
+    let weights = Weights::open(dir, device, dtype)?.with_fp8_block(config.fp8_block);
     Ok((config, codec, weights))
 }
 

@@ -196,6 +196,9 @@ pub struct ModelConfig {
     pub hidden_size: usize,
     /// Epsilon of every RMSNorm.
     pub rms_norm_eps: f64,
+    /// Rows × columns sharing one scale in an FP8 block-quantized checkpoint
+    /// (`quantization_config.weight_block_size`); `None` when the weights are not FP8.
+    pub fp8_block: Option<(usize, usize)>,
     /// Longest sequence the model accepts.
     pub max_position_embeddings: usize,
     /// Whether the LM head reuses the embedding matrix.
@@ -235,7 +238,7 @@ impl ModelConfig {
                 supported: Architecture::SUPPORTED.join(", "),
             }
         })?;
-        check_quantization(&f)?;
+        let fp8_block = fp8_block(&f)?;
         let hidden_size = f.req_usize("hidden_size")?;
         let num_layers = f.req_usize("num_hidden_layers")?;
         if num_layers == 0 || num_layers > MAX_LAYERS {
@@ -425,6 +428,7 @@ impl ModelConfig {
                 }
             })?,
             max_position_embeddings: f.opt_usize("max_position_embeddings")?.unwrap_or(4096),
+            fp8_block,
             tie_word_embeddings: f.opt_bool("tie_word_embeddings")?.unwrap_or(false),
             attention,
             moe,
@@ -476,38 +480,73 @@ pub(crate) fn token_ids(v: &Value) -> Option<Vec<u32>> {
 }
 
 /// Typed access to `config.json` fields with errors that name the field.
-/// The `quantization_config.quant_method`s whose checkpoints load: gpt-oss's MXFP4 experts.
-const SUPPORTED_QUANTIZATION: [&str; 1] = ["mxfp4"];
-
-/// Refuses a quantized checkpoint whose format the weight loader cannot read (AWQ, GPTQ,
-/// bitsandbytes, FP8, …), naming the method and what does load, before any tensor is read.
-fn check_quantization(f: &Fields) -> Result<()> {
+/// Reads `quantization_config`: `None` for unquantized weights and gpt-oss's MXFP4 experts
+/// (recognised by their tensor names), the block shape for FP8 block-quantized checkpoints;
+/// any other method (AWQ, GPTQ, bitsandbytes, …) is refused, naming the method and what loads,
+/// before any tensor is read.
+fn fp8_block(f: &Fields) -> Result<Option<(usize, usize)>> {
     let Some(q) = f.get("quantization_config") else {
-        return Ok(());
+        return Ok(None);
     };
     let method = q.get("quant_method").and_then(Value::as_str).unwrap_or("");
-    if SUPPORTED_QUANTIZATION.contains(&method) {
-        return Ok(());
+    match method {
+        "mxfp4" => return Ok(None),
+        "fp8" => {}
+        _ => {
+            let shown = if method.is_empty() {
+                "a quantization without quant_method".to_string()
+            } else {
+                format!("{method:?}")
+            };
+            return Err(f.bad(
+                "quantization_config.quant_method",
+                format!(
+                    "{shown} checkpoints cannot be loaded; moescope loads unquantized bf16, f16 \
+                     and f32 weights, FP8 block-quantized weights (\"fp8\", e4m3) and gpt-oss's \
+                     MXFP4 experts (\"mxfp4\"): use the unquantized release of this model, or \
+                     dequantize it and remove quantization_config"
+                ),
+            ));
+        }
     }
-    let shown = if method.is_empty() {
-        "a quantization without quant_method".to_string()
-    } else {
-        format!("{method:?}")
+    if let Some(fmt) = q.get("fmt").and_then(Value::as_str) {
+        if fmt != "e4m3" {
+            return Err(f.bad(
+                "quantization_config.fmt",
+                format!("FP8 format {fmt:?} is not supported; only e4m3 is"),
+            ));
+        }
+    }
+    let block = match q.get("weight_block_size") {
+        None => (128, 128),
+        Some(v) => {
+            let dims: Option<Vec<usize>> = v.as_array().and_then(|a| {
+                a.iter()
+                    .map(|d| d.as_u64().and_then(|d| usize::try_from(d).ok()))
+                    .collect()
+            });
+            match dims.as_deref() {
+                Some(&[r, c])
+                    if (1..=MAX_FP8_BLOCK).contains(&r) && (1..=MAX_FP8_BLOCK).contains(&c) =>
+                {
+                    (r, c)
+                }
+                _ => {
+                    return Err(f.bad(
+                        "quantization_config.weight_block_size",
+                        format!(
+                        "{v} must be two block sides from 1 to {MAX_FP8_BLOCK}, e.g. [128, 128]"
+                    ),
+                    ))
+                }
+            }
+        }
     };
-    let not_yet = if method == "fp8" {
-        " (FP8 block-quantized weights are not supported yet)"
-    } else {
-        ""
-    };
-    Err(f.bad(
-        "quantization_config.quant_method",
-        format!(
-            "{shown} checkpoints cannot be loaded{not_yet}; moescope loads unquantized bf16, f16 \
-             and f32 weights and gpt-oss's MXFP4 experts (\"mxfp4\"): use the unquantized \
-             release of this model, or dequantize it and remove quantization_config"
-        ),
-    ))
+    Ok(Some(block))
 }
+
+/// Largest FP8 block side accepted.
+const MAX_FP8_BLOCK: usize = 1 << 16;
 
 struct Fields<'a> {
     value: &'a Value,

@@ -10,8 +10,9 @@ use rayon::prelude::*;
 
 use crate::config::MoeSpec;
 use crate::error::{EngineError, Result};
-use crate::kernels::{self, HalfMatrix, RowGroup};
+use crate::kernels::{self, DenseMatrix, Fp8Matrix, RowGroup, WeightMatrix};
 use crate::layers::{GluActivation, SwiGlu};
+use crate::matrix::Matrix;
 use crate::moe::{ExpertLayout, MoeNames};
 use crate::routing::Routing;
 use crate::weights::Weights;
@@ -23,10 +24,10 @@ const ROWS_PER_TASK: usize = 16;
 /// One layer's routed experts.
 #[derive(Debug, Clone)]
 pub struct RoutedExperts {
-    gate_up: Tensor,
+    gate_up: Matrix,
     /// `[E, 2I]` biases as f32, read once at load for the grouped path.
     gate_up_bias: Option<Vec<f32>>,
-    down: Tensor,
+    down: Matrix,
     /// `[E, H]` biases as f32.
     down_bias: Option<Vec<f32>>,
     activation: GluActivation,
@@ -56,26 +57,32 @@ impl RoutedExperts {
     ) -> Result<Self> {
         let (e, inter) = (spec.num_experts, spec.expert_intermediate_size);
         let fused = format!("{block}.experts.gate_up_proj");
-        let (gate_up, down, gate_up_bias, down_bias) = if names.layout
-            == ExpertLayout::InterleavedInOut
-        {
-            load_interleaved(w, &format!("{block}.experts"), e, inter, hidden)?
-        } else if w.contains(&fused) {
-            let gate_up = w.get(&fused, &[e, 2 * inter, hidden])?;
-            let down = w.get(&format!("{block}.experts.down_proj"), &[e, hidden, inter])?;
-            (gate_up, down, None, None)
-        } else {
-            let [g, u, d] = names.expert_proj;
-            let name = |i: usize, p: &str| format!("{block}.experts.{i}.{p}.weight");
-            let gate_up_names: Vec<String> =
-                (0..e).flat_map(|i| [name(i, g), name(i, u)]).collect();
-            let down_names: Vec<String> = (0..e).map(|i| name(i, d)).collect();
-            let gate_up =
-                w.get_stacked(&gate_up_names, &[inter, hidden])?
-                    .reshape((e, 2 * inter, hidden))?;
-            let down = w.get_stacked(&down_names, &[hidden, inter])?;
-            (gate_up, down, None, None)
-        };
+        let (gate_up, down, gate_up_bias, down_bias) =
+            if names.layout == ExpertLayout::InterleavedInOut {
+                let (gate_up, down, gate_up_bias, down_bias) =
+                    load_interleaved(w, &format!("{block}.experts"), e, inter, hidden)?;
+                (
+                    Matrix::Dense(gate_up),
+                    Matrix::Dense(down),
+                    gate_up_bias,
+                    down_bias,
+                )
+            } else if w.contains(&fused) {
+                let gate_up = w.get(&fused, &[e, 2 * inter, hidden])?;
+                let down = w.get(&format!("{block}.experts.down_proj"), &[e, hidden, inter])?;
+                (Matrix::Dense(gate_up), Matrix::Dense(down), None, None)
+            } else {
+                let [g, u, d] = names.expert_proj;
+                let name = |i: usize, p: &str| format!("{block}.experts.{i}.{p}.weight");
+                let gate_up_names: Vec<String> =
+                    (0..e).flat_map(|i| [name(i, g), name(i, u)]).collect();
+                let down_names: Vec<String> = (0..e).map(|i| name(i, d)).collect();
+                let gate_up = w
+                    .get_stacked_matrix(&gate_up_names, &[inter, hidden])?
+                    .merge_pairs()?;
+                let down = w.get_stacked_matrix(&down_names, &[hidden, inter])?;
+                (gate_up, down, None, None)
+            };
         let activation = spec.expert_activation;
         let views = (0..e)
             .map(|i| {
@@ -112,9 +119,11 @@ impl RoutedExperts {
     /// Whether [`RoutedExperts::forward_grouped`] serves `x`: on the cpu, with bf16 or f16
     /// weights, outside gradient computations.
     pub fn grouped_applies(&self, x: &Tensor) -> bool {
-        x.device().is_cpu()
-            && matches!(self.gate_up.dtype(), DType::BF16 | DType::F16)
-            && !x.track_op()
+        let kernel_format = match &self.gate_up {
+            Matrix::Dense(t) => matches!(t.dtype(), DType::BF16 | DType::F16),
+            Matrix::Fp8 { .. } => true,
+        };
+        x.device().is_cpu() && kernel_format && !x.track_op()
     }
 
     /// Runs every token's chosen experts on `x` `[tokens, hidden]`: tokens sorted by expert,
@@ -142,7 +151,11 @@ impl RoutedExperts {
         routing: &Routing,
         want_max_abs: bool,
     ) -> Result<GroupedOutput> {
-        let (e, two_i, hidden) = self.gate_up.dims3()?;
+        let &[e, two_i, hidden] = self.gate_up.dims() else {
+            return Err(EngineError::InvalidInput(
+                "stacked expert weights must be [experts, 2·intermediate, hidden]".into(),
+            ));
+        };
         let inter = two_i / 2;
         let tokens = x.dim(0)?;
         let k = routing.top_k;
@@ -176,11 +189,11 @@ impl RoutedExperts {
                 dst.copy_from_slice(&xs[t * hidden..(t + 1) * hidden]);
             });
 
-        let gate_up = HalfStorage::of(&self.gate_up)?;
-        let down = HalfStorage::of(&self.down)?;
+        let gate_up = StackedStorage::of(&self.gate_up)?;
+        let down = StackedStorage::of(&self.down)?;
 
         let mut gu = Scratch::overwritten(rows * two_i);
-        let gate_up_groups = expert_groups(&gate_up, &starts, two_i * hidden);
+        let gate_up_groups = expert_groups(&gate_up, &starts);
         kernels::matmul_t_grouped(&xg, hidden, two_i, &gate_up_groups, &mut gu);
         let gu_bias = &self.gate_up_bias;
         let mut h = Scratch::overwritten(rows * inter);
@@ -198,7 +211,7 @@ impl RoutedExperts {
                 }
             });
         let mut y = Scratch::overwritten(rows * hidden);
-        let down_groups = expert_groups(&down, &starts, hidden * inter);
+        let down_groups = expert_groups(&down, &starts);
         kernels::matmul_t_grouped(&h, inter, hidden, &down_groups, &mut y);
         let down_bias = &self.down_bias;
         y.par_chunks_mut(hidden)
@@ -293,15 +306,15 @@ impl std::ops::DerefMut for Scratch {
 }
 
 /// One row group per expert with tokens: expert `i`'s rows `starts[i]..starts[i + 1]` and its
-/// `per` weight values.
-fn expert_groups<'a>(w: &'a HalfStorage<'_>, starts: &[usize], per: usize) -> Vec<RowGroup<'a>> {
+/// weights.
+fn expert_groups<'a>(w: &'a StackedStorage<'_>, starts: &[usize]) -> Vec<RowGroup<'a>> {
     starts
         .windows(2)
         .enumerate()
         .filter(|(_, s)| s[1] > s[0])
         .map(|(i, s)| RowGroup {
             rows: s[0]..s[1],
-            w: w.matrix(i * per, per),
+            w: w.matrix(i),
         })
         .collect()
 }
@@ -368,13 +381,25 @@ impl Rounding for NoRounding {
     }
 }
 
-/// A read lock on a stacked cpu weight and its 16-bit values.
-struct HalfStorage<'a> {
+/// Read locks on a stacked cpu weight `[E, rows, k]` (16-bit values, or FP8 values and
+/// scales), handing out one expert's matrix at a time.
+struct StackedStorage<'a> {
+    values: LockedSlice<'a>,
+    /// FP8 scales `[E, rows, ⌈k / block⌉]` and the block.
+    scales: Option<(LockedSlice<'a>, usize)>,
+    /// Values of one expert.
+    per_expert: usize,
+    /// Scales of one expert.
+    scales_per_expert: usize,
+}
+
+/// A read lock on a contiguous cpu tensor and where its values lie in the storage.
+struct LockedSlice<'a> {
     guard: std::sync::RwLockReadGuard<'a, Storage>,
     range: std::ops::Range<usize>,
 }
 
-impl<'a> HalfStorage<'a> {
+impl<'a> LockedSlice<'a> {
     fn of(t: &'a Tensor) -> Result<Self> {
         let (guard, layout) = t.storage_and_layout();
         let range = layout
@@ -386,13 +411,53 @@ impl<'a> HalfStorage<'a> {
         Ok(Self { guard, range })
     }
 
-    /// The `len` values from `start` (relative to the tensor) as a weight matrix.
-    fn matrix(&self, start: usize, len: usize) -> HalfMatrix<'_> {
-        let at = self.range.start + start..self.range.start + start + len;
-        match &*self.guard {
-            Storage::Cpu(CpuStorage::BF16(v)) => HalfMatrix::Bf16(&v[at]),
-            Storage::Cpu(CpuStorage::F16(v)) => HalfMatrix::F16(&v[at]),
-            _ => unreachable!("grouped_applies checked for 16-bit cpu weights"),
+    /// Values `start..start + len` (relative to the tensor).
+    fn at(&self, start: usize, len: usize) -> std::ops::Range<usize> {
+        self.range.start + start..self.range.start + start + len
+    }
+}
+
+impl<'a> StackedStorage<'a> {
+    fn of(m: &'a Matrix) -> Result<Self> {
+        let per = |dims: &[usize]| dims.iter().skip(1).product::<usize>();
+        Ok(match m {
+            Matrix::Dense(t) => Self {
+                values: LockedSlice::of(t)?,
+                scales: None,
+                per_expert: per(t.dims()),
+                scales_per_expert: 0,
+            },
+            Matrix::Fp8 {
+                values,
+                scales,
+                block,
+            } => Self {
+                values: LockedSlice::of(values)?,
+                scales: Some((LockedSlice::of(scales)?, *block)),
+                per_expert: per(values.dims()),
+                scales_per_expert: per(scales.dims()),
+            },
+        })
+    }
+
+    /// Expert `i`'s weight matrix.
+    fn matrix(&self, i: usize) -> WeightMatrix<'_> {
+        let at = self.values.at(i * self.per_expert, self.per_expert);
+        match (&*self.values.guard, &self.scales) {
+            (Storage::Cpu(CpuStorage::BF16(v)), None) => DenseMatrix::Bf16(&v[at]).into(),
+            (Storage::Cpu(CpuStorage::F16(v)), None) => DenseMatrix::F16(&v[at]).into(),
+            (Storage::Cpu(CpuStorage::U8(v)), Some((scales, block))) => {
+                let Storage::Cpu(CpuStorage::F32(s)) = &*scales.guard else {
+                    unreachable!("FP8 scales are loaded as f32 on the cpu")
+                };
+                let sat = scales.at(i * self.scales_per_expert, self.scales_per_expert);
+                WeightMatrix::Fp8(Fp8Matrix {
+                    values: &v[at],
+                    scales: &s[sat],
+                    block: *block,
+                })
+            }
+            _ => unreachable!("grouped_applies checked for 16-bit or FP8 cpu weights"),
         }
     }
 }
@@ -451,12 +516,19 @@ mod tests {
             .join("../tests/fixtures")
             .join(fixture);
         let config = ModelConfig::from_file(&dir.join("config.json")).unwrap();
-        let w = Weights::open(&dir, &Device::Cpu, DType::BF16).unwrap();
+        let w = Weights::open(&dir, &Device::Cpu, DType::BF16)
+            .unwrap()
+            .with_fp8_block(config.fp8_block);
         let names = MoeNames::of(config.architecture);
         let layer = config.moe_layers()[0];
         let block = format!("model.layers.{layer}.{}", names.block);
         let experts =
             RoutedExperts::load(&w, &block, &config.moe, names, config.hidden_size).unwrap();
+        assert_eq!(
+            matches!(experts.gate_up, Matrix::Fp8 { .. }),
+            config.fp8_block.is_some(),
+            "FP8 experts stay FP8"
+        );
         let (tokens, k, e, h) = (
             7,
             config.moe.top_k,
@@ -526,6 +598,9 @@ mod tests {
         // its clamped SwiGLU.
         grouped_matches_each_expert("qwen3_moe_bf16");
         grouped_matches_each_expert("gpt_oss");
+        // FP8 experts, kept compressed: the grouped kernel widens rows per task, the
+        // per-expert views go through the FP8 linear op.
+        grouped_matches_each_expert("qwen3_moe_fp8");
     }
 
     #[test]

@@ -4,13 +4,13 @@
 use candle_core::{Tensor, D};
 
 use crate::error::Result;
-use crate::ops::linear;
+use crate::matrix::Matrix;
 use crate::weights::Weights;
 
 /// `y = x Wᵀ (+ b)` for `x` of shape `[n, in]`.
 #[derive(Debug, Clone)]
 pub struct Linear {
-    weight: Tensor,
+    weight: Matrix,
     bias: Option<Tensor>,
 }
 
@@ -23,7 +23,7 @@ impl Linear {
         out_dim: usize,
         bias: bool,
     ) -> Result<Self> {
-        let weight = w.get(&format!("{name}.weight"), &[out_dim, in_dim])?;
+        let weight = w.get_matrix(&format!("{name}.weight"), &[out_dim, in_dim])?;
         let bias = if bias {
             Some(w.get(&format!("{name}.bias"), &[out_dim])?)
         } else {
@@ -34,12 +34,15 @@ impl Linear {
 
     /// Wraps an already-loaded `[out, in]` weight.
     pub fn from_weight(weight: Tensor) -> Self {
-        Self { weight, bias: None }
+        Self {
+            weight: Matrix::Dense(weight),
+            bias: None,
+        }
     }
 
     /// Applies the map to `x` of shape `[n, in]`.
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let y = linear(x, &self.weight)?;
+        let y = self.weight.apply(x)?;
         Ok(match &self.bias {
             Some(b) => y.broadcast_add(b)?,
             None => y,
@@ -93,9 +96,9 @@ pub enum GluActivation {
 /// optional biases.
 #[derive(Debug, Clone)]
 pub struct SwiGlu {
-    gate_up: Tensor,
+    gate_up: Matrix,
     gate_up_bias: Option<Tensor>,
-    down: Tensor,
+    down: Matrix,
     down_bias: Option<Tensor>,
     intermediate: usize,
     activation: GluActivation,
@@ -103,13 +106,13 @@ pub struct SwiGlu {
 
 impl SwiGlu {
     /// Builds the MLP from its three `[out, in]` matrices.
-    pub fn new(gate: &Tensor, up: &Tensor, down: Tensor) -> Result<Self> {
-        Self::from_fused(Tensor::cat(&[gate, up], 0)?, down)
+    pub fn new(gate: &Matrix, up: &Matrix, down: Matrix) -> Result<Self> {
+        Self::from_fused(Matrix::cat_rows(&[gate, up])?, down)
     }
 
     /// Builds the MLP from a fused `[2·intermediate, hidden]` gate-then-up matrix.
-    pub fn from_fused(gate_up: Tensor, down: Tensor) -> Result<Self> {
-        let intermediate = gate_up.dim(0)? / 2;
+    pub fn from_fused(gate_up: Matrix, down: Matrix) -> Result<Self> {
+        let intermediate = gate_up.dims().first().copied().unwrap_or(0) / 2;
         Ok(Self {
             gate_up,
             gate_up_bias: None,
@@ -142,15 +145,15 @@ impl SwiGlu {
         inter: usize,
     ) -> Result<Self> {
         let [g, u, d] = names;
-        let gate = w.get(&format!("{name}.{g}.weight"), &[inter, hidden])?;
-        let up = w.get(&format!("{name}.{u}.weight"), &[inter, hidden])?;
-        let down = w.get(&format!("{name}.{d}.weight"), &[hidden, inter])?;
+        let gate = w.get_matrix(&format!("{name}.{g}.weight"), &[inter, hidden])?;
+        let up = w.get_matrix(&format!("{name}.{u}.weight"), &[inter, hidden])?;
+        let down = w.get_matrix(&format!("{name}.{d}.weight"), &[hidden, inter])?;
         Self::new(&gate, &up, down)
     }
 
     /// Applies the MLP to `x` of shape `[n, hidden]`.
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let mut gu = linear(x, &self.gate_up)?;
+        let mut gu = self.gate_up.apply(x)?;
         if let Some(b) = &self.gate_up_bias {
             gu = gu.broadcast_add(b)?;
         }
@@ -165,7 +168,7 @@ impl SwiGlu {
                 ((up + 1.0)? * glu)?
             }
         };
-        let y = linear(&h, &self.down)?;
+        let y = self.down.apply(&h)?;
         Ok(match &self.down_bias {
             Some(b) => y.broadcast_add(b)?,
             None => y,
@@ -174,15 +177,13 @@ impl SwiGlu {
 
     /// Number of weight values.
     pub fn num_params(&self) -> usize {
-        [
-            Some(&self.gate_up),
-            self.gate_up_bias.as_ref(),
-            Some(&self.down),
-            self.down_bias.as_ref(),
-        ]
-        .into_iter()
-        .flatten()
-        .map(Tensor::elem_count)
-        .sum()
+        let biases = [self.gate_up_bias.as_ref(), self.down_bias.as_ref()];
+        self.gate_up.elem_count()
+            + self.down.elem_count()
+            + biases
+                .into_iter()
+                .flatten()
+                .map(Tensor::elem_count)
+                .sum::<usize>()
     }
 }

@@ -15,6 +15,7 @@ pub mod generate;
 pub mod hooks;
 pub mod kernels;
 pub mod layers;
+pub mod matrix;
 pub mod mla;
 pub mod model;
 pub mod moe;

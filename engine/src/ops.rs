@@ -4,7 +4,7 @@ use candle_core::{CpuStorage, CustomOp2, DType, Layout, Shape, Tensor};
 use rayon::prelude::*;
 
 use crate::error::Result;
-use crate::kernels::{self, HalfMatrix};
+use crate::kernels::{self, DenseMatrix, WeightMatrix};
 
 /// Additive attention-mask value for a hidden key: finite, so that a row with no visible key
 /// (a padding query) stays finite in the unfused path too.
@@ -92,55 +92,64 @@ impl CustomOp2 for HalfLinear {
         s2: &CpuStorage,
         l2: &Layout,
     ) -> candle_core::Result<(CpuStorage, Shape)> {
-        let (Some((x0, x1)), Some((w0, w1))) = (l1.contiguous_offsets(), l2.contiguous_offsets())
-        else {
-            candle_core::bail!("half-linear expects contiguous operands");
+        let Some((w0, w1)) = l2.contiguous_offsets() else {
+            candle_core::bail!("half-linear expects contiguous weights");
         };
-        let dims = l1.shape().dims();
-        let k = *dims.last().unwrap_or(&0);
-        let (m, wk) = l2.shape().dims2()?;
-        if wk != k {
-            candle_core::bail!(
-                "half-linear: x {:?} does not fit W {:?}",
-                l1.shape(),
-                l2.shape()
-            );
-        }
-        let n = l1.shape().elem_count() / k.max(1);
-        let x: std::borrow::Cow<[f32]> = match s1 {
-            CpuStorage::F32(v) => std::borrow::Cow::Borrowed(&v[x0..x1]),
-            CpuStorage::BF16(v) => v[x0..x1].iter().map(|h| h.to_f32()).collect(),
-            CpuStorage::F16(v) => v[x0..x1].iter().map(|h| h.to_f32()).collect(),
-            _ => candle_core::bail!("half-linear: activations must be f32, bf16 or f16"),
-        };
+        let (m, _) = l2.shape().dims2()?;
         let w = match s2 {
-            CpuStorage::BF16(v) => HalfMatrix::Bf16(&v[w0..w1]),
-            CpuStorage::F16(v) => HalfMatrix::F16(&v[w0..w1]),
+            CpuStorage::BF16(v) => DenseMatrix::Bf16(&v[w0..w1]),
+            CpuStorage::F16(v) => DenseMatrix::F16(&v[w0..w1]),
             _ => candle_core::bail!("half-linear: weights must be bf16 or f16"),
         };
-        let mut out = vec![0f32; n * m];
-        kernels::matmul_t(&x, n, k, w, m, &mut out);
-        let mut shape = dims.to_vec();
-        if let Some(last) = shape.last_mut() {
-            *last = m;
-        }
-        let storage = match s1 {
-            CpuStorage::BF16(_) => CpuStorage::BF16(
-                out.par_iter()
-                    .with_min_len(1 << 16)
-                    .map(|&v| half::bf16::from_f32(v))
-                    .collect(),
-            ),
-            CpuStorage::F16(_) => CpuStorage::F16(
-                out.par_iter()
-                    .with_min_len(1 << 16)
-                    .map(|&v| half::f16::from_f32(v))
-                    .collect(),
-            ),
-            _ => CpuStorage::F32(out),
-        };
-        Ok((storage, Shape::from(shape)))
+        linear_into_storage(s1, l1, w.into(), m)
     }
+}
+
+/// `x Wᵀ` on the cpu for activations `x` (storage `s1`, layout `l1`, f32, bf16 or f16) and the
+/// `[m, k]` weight `w`: accumulated in f32 by [`kernels::matmul_t`], rounded to `x`'s dtype.
+pub(crate) fn linear_into_storage(
+    s1: &CpuStorage,
+    l1: &Layout,
+    w: WeightMatrix<'_>,
+    m: usize,
+) -> candle_core::Result<(CpuStorage, Shape)> {
+    let Some((x0, x1)) = l1.contiguous_offsets() else {
+        candle_core::bail!("linear expects contiguous activations");
+    };
+    let dims = l1.shape().dims();
+    let k = *dims.last().unwrap_or(&0);
+    let n = l1.shape().elem_count() / k.max(1);
+    if n * m * k > 0 && w.len() != m * k {
+        candle_core::bail!("linear: x {:?} does not fit a {m}-row weight", l1.shape());
+    }
+    let x: std::borrow::Cow<[f32]> = match s1 {
+        CpuStorage::F32(v) => std::borrow::Cow::Borrowed(&v[x0..x1]),
+        CpuStorage::BF16(v) => v[x0..x1].iter().map(|h| h.to_f32()).collect(),
+        CpuStorage::F16(v) => v[x0..x1].iter().map(|h| h.to_f32()).collect(),
+        _ => candle_core::bail!("linear: activations must be f32, bf16 or f16"),
+    };
+    let mut out = vec![0f32; n * m];
+    kernels::matmul_t(&x, n, k, w, m, &mut out);
+    let mut shape = dims.to_vec();
+    if let Some(last) = shape.last_mut() {
+        *last = m;
+    }
+    let storage = match s1 {
+        CpuStorage::BF16(_) => CpuStorage::BF16(
+            out.par_iter()
+                .with_min_len(1 << 16)
+                .map(|&v| half::bf16::from_f32(v))
+                .collect(),
+        ),
+        CpuStorage::F16(_) => CpuStorage::F16(
+            out.par_iter()
+                .with_min_len(1 << 16)
+                .map(|&v| half::f16::from_f32(v))
+                .collect(),
+        ),
+        _ => CpuStorage::F32(out),
+    };
+    Ok((storage, Shape::from(shape)))
 }
 
 struct MaskedSoftmax {

@@ -12,6 +12,8 @@ use serde_json::Value;
 
 use crate::config::read_json;
 use crate::error::{EngineError, Result};
+use crate::kernels;
+use crate::matrix::Matrix;
 
 /// One mapped shard and its parsed header.
 struct Shard {
@@ -29,6 +31,8 @@ pub struct Weights {
     source: PathBuf,
     device: Device,
     dtype: DType,
+    /// Rows × columns of one FP8 scale block (`quantization_config.weight_block_size`).
+    fp8_block: Option<(usize, usize)>,
 }
 
 /// The per-dtype count of weight values in a checkpoint.
@@ -66,7 +70,15 @@ impl Weights {
             source,
             device: device.clone(),
             dtype,
+            fp8_block: None,
         })
+    }
+
+    /// Sets the FP8 block shape of the checkpoint's `quantization_config` (FP8 tensors are
+    /// refused without it).
+    pub fn with_fp8_block(mut self, block: Option<(usize, usize)>) -> Self {
+        self.fp8_block = block;
+        self
     }
 
     /// The device tensors are loaded onto.
@@ -91,6 +103,122 @@ impl Weights {
         let dtype = float_dtype(shard, name, info)?;
         let tensor = Tensor::from_raw_buffer(shard.bytes(info), dtype, shape, &Device::Cpu)?;
         Ok(tensor.to_dtype(self.dtype)?.to_device(&self.device)?)
+    }
+
+    /// Loads the projection weight `name` (`{module}.weight`, `[out, in]`) as a [`Matrix`]: FP8
+    /// e4m3 values stay compressed with their `{module}.weight_scale_inv` block scales (on the
+    /// cpu; other devices get them dequantised to the compute dtype); any other dtype as
+    /// [`Weights::get`].
+    pub fn get_matrix(&self, name: &str, shape: &[usize]) -> Result<Matrix> {
+        let (_, info) = self.info(name, shape)?;
+        if info.dtype == StDtype::F8_E4M3 {
+            self.get_fp8(&[name.to_string()], shape, false)
+        } else {
+            Ok(Matrix::Dense(self.get(name, shape)?))
+        }
+    }
+
+    /// [`Weights::get_stacked`] for projection weights, FP8 ones kept compressed as in
+    /// [`Weights::get_matrix`].
+    pub fn get_stacked_matrix(&self, names: &[String], shape: &[usize]) -> Result<Matrix> {
+        match names.first() {
+            Some(first) if self.info(first, shape)?.1.dtype == StDtype::F8_E4M3 => {
+                self.get_fp8(names, shape, true)
+            }
+            _ => Ok(Matrix::Dense(self.get_stacked(names, shape)?)),
+        }
+    }
+
+    /// FP8 weights `names` (each `[m, k]`), with their block scales expanded to one per row and
+    /// block of columns; stacked along a new first axis when `stacked`.
+    fn get_fp8(&self, names: &[String], shape: &[usize], stacked: bool) -> Result<Matrix> {
+        let &[m, k] = shape else {
+            return Err(EngineError::InvalidInput(format!(
+                "FP8 weights must be matrices; {} is {shape:?}",
+                names.join(", ")
+            )));
+        };
+        let (first_shard, _) = self.info(&names[0], shape)?;
+        let Some((block_rows, block_cols)) = self.fp8_block else {
+            return Err(EngineError::BadConfig {
+                path: first_shard.path.with_file_name("config.json"),
+                field: "quantization_config".into(),
+                message: format!(
+                    "{} is stored as F8_E4M3, but config.json has no FP8 quantization_config \
+                     (quant_method \"fp8\" with weight_block_size)",
+                    names[0]
+                ),
+            });
+        };
+        let (row_blocks, col_blocks) = (m.div_ceil(block_rows), k.div_ceil(block_cols));
+        let mut values = Vec::with_capacity(names.len() * m * k);
+        let mut scales = Vec::with_capacity(names.len() * m * col_blocks);
+        for name in names {
+            let (shard, info) = self.info(name, shape)?;
+            if info.dtype != StDtype::F8_E4M3 {
+                return Err(EngineError::WrongDtype {
+                    path: shard.path.clone(),
+                    name: name.clone(),
+                    dtype: format!(
+                        "{:?} (the tensors it is stacked with are F8_E4M3)",
+                        info.dtype
+                    ),
+                });
+            }
+            let bytes = shard.bytes(info);
+            if let Some(at) = bytes.iter().position(|&b| kernels::e4m3_is_nan(b)) {
+                return Err(EngineError::InvalidInput(format!(
+                    "{}: tensor {name} holds an FP8 NaN at row {}, column {}; the checkpoint is damaged",
+                    shard.path.display(),
+                    at / k,
+                    at % k
+                )));
+            }
+            values.extend_from_slice(bytes);
+            let scale_name = format!("{}_scale_inv", name);
+            let block_scales = self.get(&scale_name, &[row_blocks, col_blocks]).map_err(|e| match e {
+                EngineError::WrongShape { path, name, found, .. } => EngineError::InvalidInput(format!(
+                    "{}: {name} is {found:?}, but {m}×{k} weights in blocks of {block_rows}×{block_cols} \
+                     need [{row_blocks}, {col_blocks}] scales (quantization_config.weight_block_size)",
+                    path.display()
+                )),
+                other => other,
+            })?;
+            let block_scales: Vec<f32> = block_scales
+                .to_dtype(DType::F32)?
+                .to_device(&Device::Cpu)?
+                .flatten_all()?
+                .to_vec1()?;
+            if let Some(bad) = block_scales.iter().find(|s| !(s.is_finite() && **s >= 0.0)) {
+                return Err(EngineError::InvalidInput(format!(
+                    "{}: tensor {scale_name} holds the scale {bad}; scales must be finite and not negative",
+                    shard.path.display()
+                )));
+            }
+            for j in 0..m {
+                let row = &block_scales[j / block_rows * col_blocks..][..col_blocks];
+                scales.extend_from_slice(row);
+            }
+        }
+        let lead: Vec<usize> = if stacked {
+            vec![names.len()]
+        } else {
+            Vec::new()
+        };
+        let dims = |last: usize| -> Vec<usize> { lead.iter().copied().chain([m, last]).collect() };
+        let matrix = Matrix::Fp8 {
+            values: Tensor::from_vec(values, dims(k), &Device::Cpu)?,
+            scales: Tensor::from_vec(scales, dims(col_blocks), &Device::Cpu)?,
+            block: block_cols,
+        };
+        if self.device.is_cpu() {
+            Ok(matrix)
+        } else {
+            // No FP8 kernel on other devices yet: dequantised once, at load.
+            Ok(Matrix::Dense(
+                matrix.dense(self.dtype)?.to_device(&self.device)?,
+            ))
+        }
     }
 
     /// Loads the tensors `names`, each of shape `shape` and all of one dtype, stacked along a
@@ -207,10 +335,20 @@ impl Weights {
     }
 
     /// Bytes the weights take once loaded in `dtype`: float tensors as stored when `dtype` is
-    /// their stored dtype, else converted; MXFP4 experts dequantised to `dtype`.
+    /// their stored dtype, else converted; MXFP4 experts dequantised to `dtype`; FP8 weights
+    /// kept compressed.
     pub fn loaded_bytes(&self, dtype: DType) -> u64 {
         self.tensors()
-            .map(|(name, info)| param_count(&name, info) as u64 * dtype.size_in_bytes() as u64)
+            .map(|(name, info)| {
+                let values = param_count(&name, info) as u64;
+                if info.dtype == StDtype::F8_E4M3 {
+                    // Kept compressed: a byte a value and an f32 scale per row and block.
+                    let blocks = self.fp8_block.map_or(128, |b| b.1) as u64;
+                    values + values.div_ceil(blocks) * 4
+                } else {
+                    values * dtype.size_in_bytes() as u64
+                }
+            })
             .sum()
     }
 
@@ -274,13 +412,14 @@ fn float_dtype(shard: &Shard, name: &str, info: &safetensors::tensor::TensorInfo
 }
 
 /// Parameters one stored tensor holds: its values, two per MXFP4 block byte, none for MXFP4
-/// scales.
+/// and FP8 scales.
 fn param_count(name: &str, info: &safetensors::tensor::TensorInfo) -> usize {
     let values: usize = info.shape.iter().product();
     let mxfp4 = info.dtype == StDtype::U8;
     match () {
         _ if mxfp4 && name.ends_with("_blocks") => 2 * values,
         _ if mxfp4 && name.ends_with("_scales") => 0,
+        _ if name.ends_with("_scale_inv") => 0,
         _ => values,
     }
 }

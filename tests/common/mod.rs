@@ -10,7 +10,7 @@ use std::process::Command;
 use safetensors::tensor::{Dtype, SafeTensors};
 
 /// Every committed parity fixture.
-pub const FIXTURES: [&str; 14] = [
+pub const FIXTURES: [&str; 16] = [
     "mixtral",
     "olmoe",
     "qwen2_moe",
@@ -25,6 +25,8 @@ pub const FIXTURES: [&str; 14] = [
     "deepseek_v2_routing",
     "gpt_oss_routing",
     "default_model",
+    "qwen3_moe_fp8",
+    "deepseek_v3_fp8",
 ];
 
 /// The device the model tests run on: `cpu`, or the `MOESCOPE_TEST_DEVICE` variable's

@@ -17,7 +17,7 @@ use std::arch::x86_64::*;
 use rayon::prelude::*;
 
 #[cfg(target_arch = "x86_64")]
-use super::simd::HalfElem;
+use super::simd::WeightElem;
 #[cfg(target_arch = "x86_64")]
 use super::tiles::Block;
 
@@ -67,7 +67,7 @@ pub fn transpose_rows(x: &[f32], n: usize, k: usize) -> Vec<f32> {
 /// `block.out` `[n, m]`.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx512bw,avx2,fma,f16c")]
-pub unsafe fn run<W: HalfElem>(xt: &[f32], w: &[W], block: &Block) {
+pub unsafe fn run<W: WeightElem>(xt: &[f32], w: &[W], block: &Block) {
     let vectors = block.n.div_ceil(LANES);
     let mut acc = vec![0f32; vectors * WR * LANES];
     let mut wf = [0f32; WR * KC];
@@ -91,7 +91,7 @@ pub unsafe fn run<W: HalfElem>(xt: &[f32], w: &[W], block: &Block) {
 #[allow(clippy::needless_range_loop)]
 #[cfg(target_arch = "x86_64")]
 #[inline(always)]
-unsafe fn tile<W: HalfElem, const R: usize>(
+unsafe fn tile<W: WeightElem, const R: usize>(
     xt: &[f32],
     w: &[W],
     block: &Block,

@@ -10,8 +10,11 @@
 //! tested on every machine.
 
 mod bcast;
+mod fp8;
 mod simd;
 mod tiles;
+
+pub use fp8::{e4m3_is_nan, e4m3_to_f32, Fp8Matrix};
 
 use std::ops::Range;
 use std::sync::atomic::{AtomicU8, Ordering};
@@ -126,21 +129,71 @@ pub fn force_path(path: KernelPath) -> bool {
     true
 }
 
-/// A row-major `[m, k]` weight matrix in a 16-bit float format.
+/// A row-major `[m, k]` weight matrix whose values the micro-kernels read in place.
 #[derive(Debug, Clone, Copy)]
-pub enum HalfMatrix<'a> {
+pub enum DenseMatrix<'a> {
     /// bf16 values.
     Bf16(&'a [bf16]),
     /// IEEE f16 values.
     F16(&'a [f16]),
+    /// f32 values (the rows of an FP8 matrix a task has widened).
+    F32(&'a [f32]),
 }
 
-impl HalfMatrix<'_> {
-    fn len(&self) -> usize {
+impl DenseMatrix<'_> {
+    /// Whether the matrix has no values.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Number of values.
+    pub fn len(&self) -> usize {
         match self {
-            HalfMatrix::Bf16(w) => w.len(),
-            HalfMatrix::F16(w) => w.len(),
+            DenseMatrix::Bf16(w) => w.len(),
+            DenseMatrix::F16(w) => w.len(),
+            DenseMatrix::F32(w) => w.len(),
         }
+    }
+}
+
+/// A row-major `[m, k]` weight matrix as a product takes it: dense values, or FP8 values with
+/// block scales widened a few rows at a time inside the product.
+#[derive(Debug, Clone, Copy)]
+pub enum WeightMatrix<'a> {
+    /// Values read in place.
+    Dense(DenseMatrix<'a>),
+    /// FP8 e4m3 values and their scales.
+    Fp8(Fp8Matrix<'a>),
+}
+
+impl WeightMatrix<'_> {
+    /// Whether the matrix has no values.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Number of values.
+    pub fn len(&self) -> usize {
+        match self {
+            WeightMatrix::Dense(w) => w.len(),
+            WeightMatrix::Fp8(w) => w.len(),
+        }
+    }
+
+    /// The storage format's name (groups of one product share it).
+    fn format(&self) -> &'static str {
+        match self {
+            WeightMatrix::Dense(DenseMatrix::Bf16(_)) => "bf16",
+            WeightMatrix::Dense(DenseMatrix::F16(_)) => "f16",
+            WeightMatrix::Dense(DenseMatrix::F32(_)) => "f32",
+            WeightMatrix::Fp8(_) => "fp8",
+        }
+    }
+}
+
+impl<'a> From<DenseMatrix<'a>> for WeightMatrix<'a> {
+    fn from(w: DenseMatrix<'a>) -> Self {
+        WeightMatrix::Dense(w)
     }
 }
 
@@ -149,7 +202,7 @@ impl HalfMatrix<'_> {
 ///
 /// # Panics
 /// When the slice lengths do not match `n`, `k` and `m` (a caller bug, not user input).
-pub fn matmul_t(x: &[f32], n: usize, k: usize, w: HalfMatrix<'_>, m: usize, out: &mut [f32]) {
+pub fn matmul_t(x: &[f32], n: usize, k: usize, w: WeightMatrix<'_>, m: usize, out: &mut [f32]) {
     matmul_t_on(active_path(), x, n, k, w, m, out);
 }
 
@@ -159,7 +212,7 @@ pub fn matmul_t_on(
     x: &[f32],
     n: usize,
     k: usize,
-    w: HalfMatrix<'_>,
+    w: WeightMatrix<'_>,
     m: usize,
     out: &mut [f32],
 ) {
@@ -173,7 +226,7 @@ pub struct RowGroup<'a> {
     /// The rows of `x` (and of `out`) this group covers.
     pub rows: Range<usize>,
     /// The group's `[m, k]` weight.
-    pub w: HalfMatrix<'a>,
+    pub w: WeightMatrix<'a>,
 }
 
 /// Many products in one parallel pass: for each group, `out[rows] = x[rows] · wᵀ`, with `x`
@@ -208,8 +261,8 @@ fn grouped_on(
     for g in groups {
         assert_eq!(g.w.len(), m * k, "each group's w must be [m, k]");
         assert_eq!(
-            std::mem::discriminant(&g.w),
-            std::mem::discriminant(&groups[0].w),
+            g.w.format(),
+            groups[0].w.format(),
             "every group's w must have the same format"
         );
     }
@@ -233,19 +286,53 @@ fn grouped_on(
     tasks.into_par_iter().for_each(|(gi, cols)| {
         let g = &groups[gi];
         let rows = g.rows.clone();
-        let args = tiles::Block {
-            n: rows.len(),
-            k,
-            m,
-            cols,
-            // SAFETY: `rows` lies within `out` (checked above).
-            out: unsafe { out_ptr.get().add(rows.start * m) },
-        };
-        // SAFETY: the slices have the lengths checked above; each task writes only its own
-        // group's rows at its own columns, which no other task writes (groups are disjoint);
-        // the path is supported.
-        unsafe { simd::run(path, &x_prep, gi, rows, g.w, &args) }
+        // SAFETY: `rows` lies within `out` (checked above).
+        let group_out = unsafe { out_ptr.get().add(rows.start * m) };
+        match g.w {
+            WeightMatrix::Dense(w) => {
+                let args = tiles::Block {
+                    n: rows.len(),
+                    k,
+                    m,
+                    cols,
+                    out: group_out,
+                };
+                // SAFETY: the slices have the lengths checked above; each task writes only
+                // its own group's rows at its own columns, which no other task writes (groups
+                // are disjoint); the path is supported.
+                unsafe { simd::run(path, &x_prep, gi, rows, w, &args) }
+            }
+            WeightMatrix::Fp8(w) => WIDENED.with_borrow_mut(|widened| {
+                // A few weight rows at a time as f32 (kept in L2 while every activation row
+                // uses them), each chunk's product written as columns 0.. of an output that
+                // starts at the chunk's first column.
+                for start in cols.clone().step_by(FP8_CHUNK_ROWS) {
+                    let chunk = start..(start + FP8_CHUNK_ROWS).min(cols.end);
+                    w.widen_rows(chunk.clone(), k, widened);
+                    let args = tiles::Block {
+                        n: rows.len(),
+                        k,
+                        m,
+                        cols: 0..chunk.len(),
+                        // SAFETY: `chunk` lies within the `m` columns of every row.
+                        out: unsafe { group_out.add(chunk.start) },
+                    };
+                    let w = DenseMatrix::F32(widened);
+                    // SAFETY: as above; `widened` holds `chunk.len()` rows of `k` values.
+                    unsafe { simd::run(path, &x_prep, gi, rows.clone(), w, &args) }
+                }
+            }),
+        }
     });
+}
+
+/// FP8 weight rows widened at a time: the broadcast kernel's tile of weight rows, and a
+/// multiple of every micro-tile's width.
+const FP8_CHUNK_ROWS: usize = 24;
+
+thread_local! {
+    /// FP8 weight rows widened to f32 (at most [`FP8_CHUNK_ROWS`] × k values).
+    static WIDENED: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
 /// Weight rows per parallel task: enough tasks to balance the threads, each a whole number of
@@ -299,7 +386,7 @@ mod tests {
         (0..len).map(|_| rng.gen_range(-1.0f32..1.0)).collect()
     }
 
-    /// Compares every supported path with the reference on one shape, for bf16 and f16
+    /// Compares every supported path with the reference on one shape, for bf16, f16 and FP8
     /// weights. Inputs are rounded to the weight format first, so the only difference left is
     /// the order of f32 accumulation (and bf16 rounding of x on the bf16 dot path, which is
     /// exact here because x is rounded to bf16 too).
@@ -312,14 +399,33 @@ mod tests {
         let w = random(m * k, &mut rng);
         let wb: Vec<bf16> = w.iter().map(|&v| bf16::from_f32(v)).collect();
         let wh: Vec<f16> = w.iter().map(|&v| f16::from_f32(v)).collect();
-        let cases: [(HalfMatrix, Vec<f32>); 2] = [
+        // FP8: every byte but NaN, blocks of 16 columns (partial at the end), varied scales.
+        let block = 16;
+        let w8: Vec<u8> = (0..m * k)
+            .map(|_| rng.gen_range(0..=0x7Eu8) | rng.gen_range(0..2u8) << 7)
+            .collect();
+        let s8: Vec<f32> = (0..m * k.div_ceil(block))
+            .map(|_| rng.gen_range(1e-3f32..4e-3))
+            .collect();
+        let fp8 = Fp8Matrix {
+            values: &w8,
+            scales: &s8,
+            block,
+        };
+        let cases: [(WeightMatrix, Vec<f32>); 3] = [
             (
-                HalfMatrix::Bf16(&wb),
+                DenseMatrix::Bf16(&wb).into(),
                 wb.iter().map(|v| v.to_f32()).collect(),
             ),
             (
-                HalfMatrix::F16(&wh),
+                DenseMatrix::F16(&wh).into(),
                 wh.iter().map(|v| v.to_f32()).collect(),
+            ),
+            (
+                WeightMatrix::Fp8(fp8),
+                (0..m * k)
+                    .map(|i| e4m3_to_f32(w8[i]) * s8[i / k * k.div_ceil(block) + i % k / block])
+                    .collect(),
             ),
         ];
         for (matrix, exact_w) in &cases {
@@ -388,7 +494,7 @@ mod tests {
             .zip(&ws)
             .map(|(r, w)| RowGroup {
                 rows: r.clone(),
-                w: HalfMatrix::Bf16(w),
+                w: DenseMatrix::Bf16(w).into(),
             })
             .collect();
         for path in KernelPath::ALL.into_iter().filter(|p| p.supported()) {
@@ -397,7 +503,15 @@ mod tests {
             for (r, w) in spans.iter().zip(&ws) {
                 let mut want = vec![0f32; r.len() * m];
                 let xs = &x[r.start * k..r.end * k];
-                matmul_t_on(path, xs, r.len(), k, HalfMatrix::Bf16(w), m, &mut want);
+                matmul_t_on(
+                    path,
+                    xs,
+                    r.len(),
+                    k,
+                    DenseMatrix::Bf16(w).into(),
+                    m,
+                    &mut want,
+                );
                 assert_eq!(
                     &got[r.start * m..r.end * m],
                     &want[..],
@@ -418,11 +532,11 @@ mod tests {
         let groups = [
             RowGroup {
                 rows: 0..2,
-                w: HalfMatrix::Bf16(&w),
+                w: DenseMatrix::Bf16(&w).into(),
             },
             RowGroup {
                 rows: 1..3,
-                w: HalfMatrix::Bf16(&w),
+                w: DenseMatrix::Bf16(&w).into(),
             },
         ];
         matmul_t_grouped(&[0.0; 6], 2, 2, &groups, &mut [0.0; 6]);

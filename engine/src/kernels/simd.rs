@@ -9,7 +9,7 @@ use half::{bf16, f16};
 use rayon::prelude::*;
 
 use super::tiles::{run_block, Block};
-use super::{HalfMatrix, KernelPath, RowGroup};
+use super::{DenseMatrix, KernelPath, RowGroup, WeightMatrix};
 
 /// The per-instruction-set operations of the micro-kernel.
 pub trait Kernel {
@@ -41,8 +41,9 @@ pub trait Kernel {
     fn w_f32(w: Self::W) -> f32;
 }
 
-/// A 16-bit weight format and its conversion to f32 on each instruction set.
-pub trait HalfElem: Copy {
+/// A weight format the micro-kernels read (bf16, f16, or f32 for widened FP8 rows) and its
+/// conversion to f32 on each instruction set.
+pub trait WeightElem: Copy {
     /// One value as f32.
     fn to_f32(self) -> f32;
     /// Eight values as f32 lanes (AVX2 + F16C).
@@ -53,7 +54,7 @@ pub trait HalfElem: Copy {
     unsafe fn load16(p: *const Self) -> std::arch::x86_64::__m512;
 }
 
-impl HalfElem for bf16 {
+impl WeightElem for bf16 {
     #[inline(always)]
     fn to_f32(self) -> f32 {
         f32::from_bits(u32::from(self.to_bits()) << 16)
@@ -76,7 +77,26 @@ impl HalfElem for bf16 {
     }
 }
 
-impl HalfElem for f16 {
+impl WeightElem for f32 {
+    #[inline(always)]
+    fn to_f32(self) -> f32 {
+        self
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[inline(always)]
+    unsafe fn load8(p: *const Self) -> std::arch::x86_64::__m256 {
+        std::arch::x86_64::_mm256_loadu_ps(p)
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[inline(always)]
+    unsafe fn load16(p: *const Self) -> std::arch::x86_64::__m512 {
+        std::arch::x86_64::_mm512_loadu_ps(p)
+    }
+}
+
+impl WeightElem for f16 {
     #[inline(always)]
     fn to_f32(self) -> f32 {
         f16::to_f32(self)
@@ -101,7 +121,7 @@ impl HalfElem for f16 {
 /// baseline target offers. Multiplies and adds separately (no FMA is assumed).
 pub struct Portable<W>(std::marker::PhantomData<W>);
 
-impl<W: HalfElem> Kernel for Portable<W> {
+impl<W: WeightElem> Kernel for Portable<W> {
     type X = f32;
     type W = W;
     type XV = [f32; 8];
@@ -150,12 +170,12 @@ mod x86 {
 
     use half::bf16;
 
-    use super::{HalfElem, Kernel};
+    use super::{Kernel, WeightElem};
 
     /// AVX2 + FMA: eight f32 lanes, weights converted as they are loaded.
     pub struct Avx2<W>(std::marker::PhantomData<W>);
 
-    impl<W: HalfElem> Kernel for Avx2<W> {
+    impl<W: WeightElem> Kernel for Avx2<W> {
         type X = f32;
         type W = W;
         type XV = __m256;
@@ -199,7 +219,7 @@ mod x86 {
     /// AVX-512: sixteen f32 lanes, weights converted as they are loaded.
     pub struct Avx512<W>(std::marker::PhantomData<W>);
 
-    impl<W: HalfElem> Kernel for Avx512<W> {
+    impl<W: WeightElem> Kernel for Avx512<W> {
         type X = f32;
         type W = W;
         type XV = __m512;
@@ -311,10 +331,9 @@ impl<'a> Activations<'a> {
             })
             .collect();
         let bf16_dot = path == KernelPath::Avx512Bf16
-            && groups
-                .iter()
-                .zip(&columns)
-                .any(|(g, c)| c.is_none() && matches!(g.w, HalfMatrix::Bf16(_)));
+            && groups.iter().zip(&columns).any(|(g, c)| {
+                c.is_none() && matches!(g.w, WeightMatrix::Dense(DenseMatrix::Bf16(_)))
+            });
         let rows = if bf16_dot {
             RowLayout::Bf16(
                 x.par_iter()
@@ -355,40 +374,50 @@ pub unsafe fn run(
     x: &Activations<'_>,
     gi: usize,
     rows: Range<usize>,
-    w: HalfMatrix<'_>,
+    w: DenseMatrix<'_>,
     b: &Block,
 ) {
     #[cfg(target_arch = "x86_64")]
     if let Some(Some(xt)) = x.columns.get(gi) {
         match w {
-            HalfMatrix::Bf16(w) => super::bcast::run(xt, w, b),
-            HalfMatrix::F16(w) => super::bcast::run(xt, w, b),
+            DenseMatrix::Bf16(w) => super::bcast::run(xt, w, b),
+            DenseMatrix::F16(w) => super::bcast::run(xt, w, b),
+            DenseMatrix::F32(w) => super::bcast::run(xt, w, b),
         }
         return;
     }
     let span = rows.start * b.k..rows.end * b.k;
     match (path, w, &x.rows) {
         #[cfg(target_arch = "x86_64")]
-        (KernelPath::Avx512Bf16, HalfMatrix::Bf16(w), RowLayout::Bf16(x)) => {
+        (KernelPath::Avx512Bf16, DenseMatrix::Bf16(w), RowLayout::Bf16(x)) => {
             avx512bf16(&x[span], w, b)
         }
         #[cfg(target_arch = "x86_64")]
-        (KernelPath::Avx512 | KernelPath::Avx512Bf16, HalfMatrix::Bf16(w), RowLayout::F32(x)) => {
+        (KernelPath::Avx512 | KernelPath::Avx512Bf16, DenseMatrix::Bf16(w), RowLayout::F32(x)) => {
             avx512(&x[span], w, b)
         }
         #[cfg(target_arch = "x86_64")]
-        (KernelPath::Avx512 | KernelPath::Avx512Bf16, HalfMatrix::F16(w), RowLayout::F32(x)) => {
+        (KernelPath::Avx512 | KernelPath::Avx512Bf16, DenseMatrix::F16(w), RowLayout::F32(x)) => {
             avx512(&x[span], w, b)
         }
         #[cfg(target_arch = "x86_64")]
-        (KernelPath::Avx2, HalfMatrix::Bf16(w), RowLayout::F32(x)) => avx2(&x[span], w, b),
+        (KernelPath::Avx512 | KernelPath::Avx512Bf16, DenseMatrix::F32(w), RowLayout::F32(x)) => {
+            avx512(&x[span], w, b)
+        }
         #[cfg(target_arch = "x86_64")]
-        (KernelPath::Avx2, HalfMatrix::F16(w), RowLayout::F32(x)) => avx2(&x[span], w, b),
-        (_, HalfMatrix::Bf16(w), RowLayout::F32(x)) => {
+        (KernelPath::Avx2, DenseMatrix::Bf16(w), RowLayout::F32(x)) => avx2(&x[span], w, b),
+        #[cfg(target_arch = "x86_64")]
+        (KernelPath::Avx2, DenseMatrix::F32(w), RowLayout::F32(x)) => avx2(&x[span], w, b),
+        #[cfg(target_arch = "x86_64")]
+        (KernelPath::Avx2, DenseMatrix::F16(w), RowLayout::F32(x)) => avx2(&x[span], w, b),
+        (_, DenseMatrix::Bf16(w), RowLayout::F32(x)) => {
             run_block::<Portable<bf16>, 2, 4>(&x[span], w, b)
         }
-        (_, HalfMatrix::F16(w), RowLayout::F32(x)) => {
+        (_, DenseMatrix::F16(w), RowLayout::F32(x)) => {
             run_block::<Portable<f16>, 2, 4>(&x[span], w, b)
+        }
+        (_, DenseMatrix::F32(w), RowLayout::F32(x)) => {
+            run_block::<Portable<f32>, 2, 4>(&x[span], w, b)
         }
         (_, _, RowLayout::Bf16(_)) => {
             unreachable!("bf16 activations are prepared only for the vdpbf16ps kernel")
@@ -398,13 +427,13 @@ pub unsafe fn run(
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn avx2<W: HalfElem>(x: &[f32], w: &[W], b: &Block) {
+unsafe fn avx2<W: WeightElem>(x: &[f32], w: &[W], b: &Block) {
     run_block::<x86::Avx2<W>, 2, 4>(x, w, b);
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx512bw,avx2,fma,f16c")]
-unsafe fn avx512<W: HalfElem>(x: &[f32], w: &[W], b: &Block) {
+unsafe fn avx512<W: WeightElem>(x: &[f32], w: &[W], b: &Block) {
     run_block::<x86::Avx512<W>, 4, 4>(x, w, b);
 }
 
