@@ -301,7 +301,7 @@ fn info(args: &ModelArgs) -> Result<()> {
                     "FP8 e4m3 projections with one scale per {r}×{k} block, kept compressed \
                      (a byte a value); the rest as stored"
                 ),
-                None => "as stored (MXFP4 experts, where present, dequantised on load)".into(),
+                None => "as stored (MXFP4 experts, where present, kept compressed)".into(),
             },
         ),
         (

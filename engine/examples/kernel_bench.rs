@@ -51,7 +51,7 @@ fn main() {
             .collect();
         let w8: Vec<u8> = (0..m * k).map(|i| (i * 37 % 126) as u8).collect();
         let s8: Vec<f32> = vec![1e-3; m * k.div_ceil(128)];
-        let fp8 = WeightMatrix::Fp8(Fp8Matrix {
+        let fp8 = WeightMatrix::from(Fp8Matrix {
             values: &w8,
             scales: &s8,
             block: 128,

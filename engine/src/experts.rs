@@ -10,7 +10,7 @@ use rayon::prelude::*;
 
 use crate::config::MoeSpec;
 use crate::error::{EngineError, Result};
-use crate::kernels::{self, DenseMatrix, Fp8Matrix, RowGroup, WeightMatrix};
+use crate::kernels::{self, DenseMatrix, Fp8Matrix, Mxfp4Matrix, RowGroup, WeightMatrix};
 use crate::layers::{GluActivation, SwiGlu};
 use crate::matrix::Matrix;
 use crate::moe::{ExpertLayout, MoeNames};
@@ -59,14 +59,7 @@ impl RoutedExperts {
         let fused = format!("{block}.experts.gate_up_proj");
         let (gate_up, down, gate_up_bias, down_bias) =
             if names.layout == ExpertLayout::InterleavedInOut {
-                let (gate_up, down, gate_up_bias, down_bias) =
-                    load_interleaved(w, &format!("{block}.experts"), e, inter, hidden)?;
-                (
-                    Matrix::Dense(gate_up),
-                    Matrix::Dense(down),
-                    gate_up_bias,
-                    down_bias,
-                )
+                load_interleaved(w, &format!("{block}.experts"), e, inter, hidden)?
             } else if w.contains(&fused) {
                 let gate_up = w.get(&fused, &[e, 2 * inter, hidden])?;
                 let down = w.get(&format!("{block}.experts.down_proj"), &[e, hidden, inter])?;
@@ -121,7 +114,7 @@ impl RoutedExperts {
     pub fn grouped_applies(&self, x: &Tensor) -> bool {
         let kernel_format = match &self.gate_up {
             Matrix::Dense(t) => matches!(t.dtype(), DType::BF16 | DType::F16),
-            Matrix::Fp8 { .. } => true,
+            Matrix::Fp8 { .. } | Matrix::Mxfp4 { .. } => true,
         };
         x.device().is_cpu() && kernel_format && !x.track_op()
     }
@@ -151,7 +144,7 @@ impl RoutedExperts {
         routing: &Routing,
         want_max_abs: bool,
     ) -> Result<GroupedOutput> {
-        let &[e, two_i, hidden] = self.gate_up.dims() else {
+        let &[e, two_i, hidden] = self.gate_up.dims().as_slice() else {
             return Err(EngineError::InvalidInput(
                 "stacked expert weights must be [experts, 2·intermediate, hidden]".into(),
             ));
@@ -381,13 +374,15 @@ impl Rounding for NoRounding {
     }
 }
 
-/// Read locks on a stacked cpu weight `[E, rows, k]` (16-bit values, or FP8 values and
-/// scales), handing out one expert's matrix at a time.
+/// Read locks on a stacked cpu weight `[E, rows, k]` (16-bit values, or compressed values and
+/// their scales), handing out one expert's matrix at a time.
 struct StackedStorage<'a> {
     values: LockedSlice<'a>,
-    /// FP8 scales `[E, rows, ⌈k / block⌉]` and the block.
-    scales: Option<(LockedSlice<'a>, usize)>,
-    /// Values of one expert.
+    /// The scales of compressed values.
+    scales: Option<LockedSlice<'a>>,
+    /// FP8's block (`None`: MXFP4 or dense).
+    fp8_block: Option<usize>,
+    /// Stored values (or bytes) of one expert.
     per_expert: usize,
     /// Scales of one expert.
     scales_per_expert: usize,
@@ -419,45 +414,72 @@ impl<'a> LockedSlice<'a> {
 
 impl<'a> StackedStorage<'a> {
     fn of(m: &'a Matrix) -> Result<Self> {
-        let per = |dims: &[usize]| dims.iter().skip(1).product::<usize>();
+        let per = |t: &Tensor| t.dims().iter().skip(1).product::<usize>();
         Ok(match m {
             Matrix::Dense(t) => Self {
                 values: LockedSlice::of(t)?,
                 scales: None,
-                per_expert: per(t.dims()),
+                fp8_block: None,
+                per_expert: per(t),
                 scales_per_expert: 0,
             },
             Matrix::Fp8 {
-                values,
-                scales,
+                values: v,
+                scales: s,
                 block,
-            } => Self {
-                values: LockedSlice::of(values)?,
-                scales: Some((LockedSlice::of(scales)?, *block)),
-                per_expert: per(values.dims()),
-                scales_per_expert: per(scales.dims()),
-            },
+            } => Self::compressed(v, s, Some(*block))?,
+            Matrix::Mxfp4 {
+                blocks: v,
+                scales: s,
+            } => Self::compressed(v, s, None)?,
+        })
+    }
+
+    fn compressed(
+        values: &'a Tensor,
+        scales: &'a Tensor,
+        fp8_block: Option<usize>,
+    ) -> Result<Self> {
+        let per = |t: &Tensor| t.dims().iter().skip(1).product::<usize>();
+        Ok(Self {
+            values: LockedSlice::of(values)?,
+            scales: Some(LockedSlice::of(scales)?),
+            fp8_block,
+            per_expert: per(values),
+            scales_per_expert: per(scales),
         })
     }
 
     /// Expert `i`'s weight matrix.
     fn matrix(&self, i: usize) -> WeightMatrix<'_> {
         let at = self.values.at(i * self.per_expert, self.per_expert);
-        match (&*self.values.guard, &self.scales) {
-            (Storage::Cpu(CpuStorage::BF16(v)), None) => DenseMatrix::Bf16(&v[at]).into(),
-            (Storage::Cpu(CpuStorage::F16(v)), None) => DenseMatrix::F16(&v[at]).into(),
-            (Storage::Cpu(CpuStorage::U8(v)), Some((scales, block))) => {
-                let Storage::Cpu(CpuStorage::F32(s)) = &*scales.guard else {
-                    unreachable!("FP8 scales are loaded as f32 on the cpu")
-                };
-                let sat = scales.at(i * self.scales_per_expert, self.scales_per_expert);
-                WeightMatrix::Fp8(Fp8Matrix {
-                    values: &v[at],
-                    scales: &s[sat],
-                    block: *block,
-                })
+        let scales = self.scales.as_ref().map(|s| {
+            let sat = s.at(i * self.scales_per_expert, self.scales_per_expert);
+            (&*s.guard, sat)
+        });
+        match (&*self.values.guard, scales, self.fp8_block) {
+            (Storage::Cpu(CpuStorage::BF16(v)), None, _) => DenseMatrix::Bf16(&v[at]).into(),
+            (Storage::Cpu(CpuStorage::F16(v)), None, _) => DenseMatrix::F16(&v[at]).into(),
+            (
+                Storage::Cpu(CpuStorage::U8(v)),
+                Some((Storage::Cpu(CpuStorage::F32(s)), sat)),
+                Some(block),
+            ) => Fp8Matrix {
+                values: &v[at],
+                scales: &s[sat],
+                block,
             }
-            _ => unreachable!("grouped_applies checked for 16-bit or FP8 cpu weights"),
+            .into(),
+            (
+                Storage::Cpu(CpuStorage::U8(v)),
+                Some((Storage::Cpu(CpuStorage::U8(s)), sat)),
+                None,
+            ) => Mxfp4Matrix {
+                blocks: &v[at],
+                scales: &s[sat],
+            }
+            .into(),
+            _ => unreachable!("grouped_applies checked for 16-bit or compressed cpu weights"),
         }
     }
 }
@@ -471,10 +493,11 @@ fn load_interleaved(
     e: usize,
     inter: usize,
     hidden: usize,
-) -> Result<(Tensor, Tensor, Option<Tensor>, Option<Tensor>)> {
+) -> Result<(Matrix, Matrix, Option<Tensor>, Option<Tensor>)> {
     let gate_up_name = format!("{prefix}.gate_up_proj");
     let down_name = format!("{prefix}.down_proj");
-    // Both end up [E, out, in].
+    // Both end up [E, out, in]: MXFP4 is stored that way (and stays compressed), dense
+    // weights are stored [E, in, out].
     let (gate_up, down) = if w.contains(&format!("{gate_up_name}_blocks")) {
         (
             w.get_mxfp4(&gate_up_name, [e, 2 * inter, hidden])?,
@@ -482,9 +505,16 @@ fn load_interleaved(
         )
     } else {
         (
-            w.get(&gate_up_name, &[e, hidden, 2 * inter])?
-                .transpose(1, 2)?,
-            w.get(&down_name, &[e, inter, hidden])?.transpose(1, 2)?,
+            Matrix::Dense(
+                w.get(&gate_up_name, &[e, hidden, 2 * inter])?
+                    .transpose(1, 2)?
+                    .contiguous()?,
+            ),
+            Matrix::Dense(
+                w.get(&down_name, &[e, inter, hidden])?
+                    .transpose(1, 2)?
+                    .contiguous()?,
+            ),
         )
     };
     let gate_up_bias = w.get(&format!("{gate_up_name}_bias"), &[e, 2 * inter])?;
@@ -494,8 +524,8 @@ fn load_interleaved(
     // Gate rows first, then up rows: the order the stacked layout uses.
     let order = Tensor::new([even, odd].concat().as_slice(), w.device())?;
     Ok((
-        gate_up.contiguous()?.index_select(&order, 1)?,
-        down.contiguous()?,
+        gate_up.select_rows(&order)?,
+        down,
         Some(gate_up_bias.index_select(&order, 1)?),
         Some(down_bias),
     ))
@@ -528,6 +558,11 @@ mod tests {
             matches!(experts.gate_up, Matrix::Fp8 { .. }),
             config.fp8_block.is_some(),
             "FP8 experts stay FP8"
+        );
+        assert_eq!(
+            matches!(experts.gate_up, Matrix::Mxfp4 { .. }),
+            fixture.ends_with("mxfp4"),
+            "MXFP4 experts stay MXFP4"
         );
         let (tokens, k, e, h) = (
             7,
@@ -601,6 +636,8 @@ mod tests {
         // FP8 experts, kept compressed: the grouped kernel widens rows per task, the
         // per-expert views go through the FP8 linear op.
         grouped_matches_each_expert("qwen3_moe_fp8");
+        // MXFP4 experts, kept compressed too.
+        grouped_matches_each_expert("gpt_oss_mxfp4");
     }
 
     #[test]

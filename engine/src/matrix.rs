@@ -1,10 +1,10 @@
-//! `Matrix`: a projection's weights as the forward pass holds them — a dense tensor, or FP8
-//! values kept compressed with their block scales — and the product `x Wᵀ` with either.
+//! `Matrix`: a projection's weights as the forward pass holds them — a dense tensor, or FP8 or
+//! MXFP4 values kept compressed with their block scales — and the product `x Wᵀ` with any.
 
 use candle_core::{CpuStorage, CustomOp3, DType, Layout, Shape, Tensor};
 
-use crate::error::Result;
-use crate::kernels::{Fp8Matrix, WeightMatrix};
+use crate::error::{EngineError, Result};
+use crate::kernels::{CompressedMatrix, Fp8Matrix, Mxfp4Matrix, WeightMatrix, MXFP4_BLOCK};
 use crate::ops::{linear, linear_into_storage};
 
 /// Weights of shape `[…, out, in]`.
@@ -23,14 +23,37 @@ pub enum Matrix {
         /// Input columns sharing a scale.
         block: usize,
     },
+    /// MXFP4 values as `U8` blocks `[…, out, in / 32, 16]` (two e2m1 values a byte) and `U8`
+    /// e8m0 scales `[…, out, in / 32]`, as gpt-oss stores its experts.
+    Mxfp4 {
+        /// The packed values.
+        blocks: Tensor,
+        /// One power-of-two scale per 32 values.
+        scales: Tensor,
+    },
+}
+
+/// How [`CompressedLinear`] reads its two weight tensors.
+#[derive(Debug, Clone, Copy)]
+enum Compression {
+    Fp8 { block: usize },
+    Mxfp4,
 }
 
 impl Matrix {
     /// The shape of the weights (`[…, out, in]`).
-    pub fn dims(&self) -> &[usize] {
+    pub fn dims(&self) -> Vec<usize> {
         match self {
-            Matrix::Dense(t) => t.dims(),
-            Matrix::Fp8 { values, .. } => values.dims(),
+            Matrix::Dense(t) => t.dims().to_vec(),
+            Matrix::Fp8 { values, .. } => values.dims().to_vec(),
+            Matrix::Mxfp4 { scales, .. } => {
+                // Scales are `[…, out, in / 32]`.
+                let mut dims = scales.dims().to_vec();
+                if let Some(groups) = dims.last_mut() {
+                    *groups *= MXFP4_BLOCK;
+                }
+                dims
+            }
         }
     }
 
@@ -39,148 +62,179 @@ impl Matrix {
         self.dims().iter().product()
     }
 
-    /// Entry `i` of the first axis (one expert of a stacked tensor), without copying.
-    pub fn get(&self, i: usize) -> Result<Self> {
+    /// The two tensors of a compressed matrix and how to read them.
+    fn compressed(&self) -> Option<(&Tensor, &Tensor, Compression)> {
+        match self {
+            Matrix::Dense(_) => None,
+            Matrix::Fp8 {
+                values,
+                scales,
+                block,
+            } => Some((values, scales, Compression::Fp8 { block: *block })),
+            Matrix::Mxfp4 { blocks, scales } => Some((blocks, scales, Compression::Mxfp4)),
+        }
+    }
+
+    /// The same kind of matrix from new tensors.
+    fn rebuilt(&self, f: impl Fn(&Tensor) -> Result<Tensor>) -> Result<Self> {
         Ok(match self {
-            Matrix::Dense(t) => Matrix::Dense(t.get(i)?),
+            Matrix::Dense(t) => Matrix::Dense(f(t)?),
             Matrix::Fp8 {
                 values,
                 scales,
                 block,
             } => Matrix::Fp8 {
-                values: values.get(i)?,
-                scales: scales.get(i)?,
+                values: f(values)?,
+                scales: f(scales)?,
                 block: *block,
             },
+            Matrix::Mxfp4 { blocks, scales } => Matrix::Mxfp4 {
+                blocks: f(blocks)?,
+                scales: f(scales)?,
+            },
         })
+    }
+
+    /// Entry `i` of the first axis (one expert of a stacked tensor), without copying.
+    pub fn get(&self, i: usize) -> Result<Self> {
+        self.rebuilt(|t| Ok(t.get(i)?))
+    }
+
+    /// The rows `order` of a stacked `[E, out, in]` matrix, in that order (GPT-OSS's
+    /// interleaved gate/up rows put gate first).
+    pub fn select_rows(&self, order: &Tensor) -> Result<Self> {
+        self.rebuilt(|t| Ok(t.contiguous()?.index_select(order, 1)?))
     }
 
     /// The rows of `parts` one after another (gate then up, fused into one product); the parts
     /// must share a format.
     pub fn cat_rows(parts: &[&Matrix]) -> Result<Self> {
-        let axis = parts
-            .first()
-            .map_or(0, |p| p.dims().len().saturating_sub(2));
-        match parts {
-            [Matrix::Fp8 { block, .. }, ..] => {
-                let mut values = Vec::with_capacity(parts.len());
-                let mut scales = Vec::with_capacity(parts.len());
-                for p in parts {
-                    let Matrix::Fp8 {
-                        values: v,
-                        scales: s,
-                        block: b,
-                    } = p
-                    else {
-                        return Err(mixed_formats());
-                    };
-                    if b != block {
-                        return Err(mixed_formats());
-                    }
-                    values.push(v);
-                    scales.push(s);
-                }
-                Ok(Matrix::Fp8 {
-                    values: Tensor::cat(&values, axis)?,
-                    scales: Tensor::cat(&scales, axis)?,
-                    block: *block,
-                })
-            }
-            _ => {
-                let dense = parts
-                    .iter()
-                    .map(|p| match p {
-                        Matrix::Dense(t) => Ok(t),
-                        Matrix::Fp8 { .. } => Err(mixed_formats()),
-                    })
-                    .collect::<Result<Vec<_>>>()?;
-                Ok(Matrix::Dense(Tensor::cat(&dense, axis)?))
+        let Some(first) = parts.first() else {
+            return Err(EngineError::InvalidInput("no matrices to join".into()));
+        };
+        let axis = first.dims().len().saturating_sub(2);
+        let same = |p: &&Matrix| std::mem::discriminant(*p) == std::mem::discriminant(*first);
+        if !parts.iter().all(same) {
+            return Err(mixed_formats());
+        }
+        if let (Matrix::Fp8 { block, .. }, true) = (first, parts.len() > 1) {
+            let blocks_agree = parts
+                .iter()
+                .all(|p| matches!(p, Matrix::Fp8 { block: b, .. } if b == block));
+            if !blocks_agree {
+                return Err(mixed_formats());
             }
         }
-    }
-
-    /// `[2E, rows, in]` pairs (expert `i`'s gate, then its up) merged into `[E, 2·rows, in]`.
-    pub fn merge_pairs(&self) -> Result<Self> {
-        let merge = |t: &Tensor| -> Result<Tensor> {
-            let (pairs, rows, cols) = t.dims3()?;
-            Ok(t.reshape((pairs / 2, 2 * rows, cols))?)
-        };
-        Ok(match self {
-            Matrix::Dense(t) => Matrix::Dense(merge(t)?),
-            Matrix::Fp8 {
-                values,
-                scales,
-                block,
-            } => Matrix::Fp8 {
-                values: merge(values)?,
-                scales: merge(scales)?,
+        // The parts' dense values, or their values and their scales.
+        let (mut values, mut scales) = (Vec::new(), Vec::new());
+        for p in parts {
+            match p.compressed() {
+                Some((v, s, _)) => {
+                    values.push(v.clone());
+                    scales.push(s.clone());
+                }
+                None => values.push(p.dense(DType::F32)?),
+            }
+        }
+        let cat = |parts: &[Tensor]| -> Result<Tensor> { Ok(Tensor::cat(parts, axis)?) };
+        Ok(match first {
+            Matrix::Dense(_) => Matrix::Dense(cat(&values)?),
+            Matrix::Fp8 { block, .. } => Matrix::Fp8 {
+                values: cat(&values)?,
+                scales: cat(&scales)?,
                 block: *block,
+            },
+            Matrix::Mxfp4 { .. } => Matrix::Mxfp4 {
+                blocks: cat(&values)?,
+                scales: cat(&scales)?,
             },
         })
     }
 
-    /// The weights as a dense tensor of `dtype`: for devices and computations the FP8 kernel
-    /// does not serve (other devices, gradients). Converts FP8 per call.
-    pub fn dense(&self, dtype: DType) -> Result<Tensor> {
-        match self {
-            Matrix::Dense(t) => Ok(t.clone()),
-            Matrix::Fp8 {
-                values,
-                scales,
-                block,
-            } => {
-                let bytes = values.flatten_all()?.to_vec1::<u8>()?;
-                let scale_values = scales.flatten_all()?.to_vec1::<f32>()?;
-                let k = *values.dims().last().unwrap_or(&0);
-                let rows = bytes.len().checked_div(k).unwrap_or(0);
-                let w = Fp8Matrix {
-                    values: &bytes,
-                    scales: &scale_values,
-                    block: *block,
-                };
-                let mut out = Vec::new();
-                w.widen_rows(0..rows, k, &mut out);
-                Ok(Tensor::from_vec(out, values.dims(), values.device())?.to_dtype(dtype)?)
-            }
-        }
+    /// `[2E, rows, in]` pairs (expert `i`'s gate, then its up) merged into `[E, 2·rows, in]`.
+    pub fn merge_pairs(&self) -> Result<Self> {
+        self.rebuilt(|t| {
+            let d = t.dims();
+            let mut merged = vec![d[0] / 2, 2 * d[1]];
+            merged.extend_from_slice(&d[2..]);
+            Ok(t.reshape(merged)?)
+        })
     }
 
-    /// `x Wᵀ` for `x` `[…, in]`: FP8 weights on the cpu go to the kernel that widens a few
-    /// rows at a time; anything else to [`linear`].
-    pub fn apply(&self, x: &Tensor) -> Result<Tensor> {
-        match self {
-            Matrix::Dense(w) => linear(x, w),
-            Matrix::Fp8 {
-                values,
-                scales,
-                block,
-            } if x.device().is_cpu() && !x.track_op() && values.rank() == 2 => {
-                let x = x.contiguous()?;
-                Ok(x.apply_op3_no_bwd(
-                    &values.contiguous()?,
-                    &scales.contiguous()?,
-                    &Fp8Linear { block: *block },
-                )?)
+    /// The weights as a dense tensor of `dtype`: for devices and computations the compressed
+    /// kernels do not serve (other devices, gradients). Widens compressed values per call.
+    pub fn dense(&self, dtype: DType) -> Result<Tensor> {
+        let Some((values, scales, how)) = self.compressed() else {
+            let Matrix::Dense(t) = self else {
+                unreachable!("only dense matrices have no compressed parts")
+            };
+            return Ok(t.clone());
+        };
+        let bytes = values.flatten_all()?.to_dtype(DType::U8)?.to_vec1::<u8>()?;
+        let dims = self.dims();
+        let k = *dims.last().unwrap_or(&0);
+        let rows = dims.iter().product::<usize>().checked_div(k).unwrap_or(0);
+        let mut out = Vec::new();
+        match how {
+            Compression::Fp8 { block } => {
+                let s = scales.flatten_all()?.to_vec1::<f32>()?;
+                let w = Fp8Matrix {
+                    values: &bytes,
+                    scales: &s,
+                    block,
+                };
+                w.widen_rows(0..rows, k, &mut out);
             }
-            Matrix::Fp8 { .. } => linear(x, &self.dense(x.dtype())?),
+            Compression::Mxfp4 => {
+                let s = scales.flatten_all()?.to_vec1::<u8>()?;
+                let w = Mxfp4Matrix {
+                    blocks: &bytes,
+                    scales: &s,
+                };
+                w.widen_rows(0..rows, k, &mut out);
+            }
+        }
+        Ok(Tensor::from_vec(out, dims, values.device())?.to_dtype(dtype)?)
+    }
+
+    /// `x Wᵀ` for `x` `[…, in]`: compressed weights on the cpu go to the kernels that widen a
+    /// few rows at a time; anything else to [`linear`].
+    pub fn apply(&self, x: &Tensor) -> Result<Tensor> {
+        if let Matrix::Dense(w) = self {
+            return linear(x, w);
+        }
+        match self.compressed() {
+            Some((values, scales, how))
+                if x.device().is_cpu() && !x.track_op() && self.dims().len() == 2 =>
+            {
+                let x = x.contiguous()?;
+                let op = CompressedLinear {
+                    how,
+                    m: self.dims()[0],
+                };
+                Ok(x.apply_op3_no_bwd(&values.contiguous()?, &scales.contiguous()?, &op)?)
+            }
+            _ => linear(x, &self.dense(x.dtype())?),
         }
     }
 }
 
-fn mixed_formats() -> crate::error::EngineError {
-    crate::error::EngineError::InvalidInput(
+fn mixed_formats() -> EngineError {
+    EngineError::InvalidInput(
         "the gate, up and down projections of one MLP must share a format (all FP8 or none)".into(),
     )
 }
 
-/// The candle op behind [`Matrix::apply`] for FP8 weights on the cpu.
-struct Fp8Linear {
-    block: usize,
+/// The candle op behind [`Matrix::apply`] for compressed weights on the cpu.
+struct CompressedLinear {
+    how: Compression,
+    /// Weight rows.
+    m: usize,
 }
 
-impl CustomOp3 for Fp8Linear {
+impl CustomOp3 for CompressedLinear {
     fn name(&self) -> &'static str {
-        "fp8-linear"
+        "compressed-linear"
     }
 
     fn cpu_fwd(
@@ -194,21 +248,32 @@ impl CustomOp3 for Fp8Linear {
     ) -> candle_core::Result<(CpuStorage, Shape)> {
         let (Some((w0, w1)), Some((c0, c1))) = (l2.contiguous_offsets(), l3.contiguous_offsets())
         else {
-            candle_core::bail!("fp8-linear expects contiguous weights");
+            candle_core::bail!("compressed-linear expects contiguous weights");
         };
-        let (CpuStorage::U8(values), CpuStorage::F32(scales)) = (s2, s3) else {
-            candle_core::bail!("fp8-linear: weights must be u8 values with f32 scales");
+        let k = *l1.shape().dims().last().unwrap_or(&0);
+        let w: CompressedMatrix = match (self.how, s2, s3) {
+            (Compression::Fp8 { block }, CpuStorage::U8(v), CpuStorage::F32(s)) => {
+                if s[c0..c1].len() != self.m * k.div_ceil(block) {
+                    candle_core::bail!("fp8 scales do not fit the {}×{k} weights", self.m);
+                }
+                CompressedMatrix::Fp8(Fp8Matrix {
+                    values: &v[w0..w1],
+                    scales: &s[c0..c1],
+                    block,
+                })
+            }
+            (Compression::Mxfp4, CpuStorage::U8(v), CpuStorage::U8(s)) => {
+                if !k.is_multiple_of(MXFP4_BLOCK) || s[c0..c1].len() != self.m * k / MXFP4_BLOCK {
+                    candle_core::bail!("mxfp4 scales do not fit the {}×{k} weights", self.m);
+                }
+                CompressedMatrix::Mxfp4(Mxfp4Matrix {
+                    blocks: &v[w0..w1],
+                    scales: &s[c0..c1],
+                })
+            }
+            _ => candle_core::bail!("compressed-linear: unexpected weight storage"),
         };
-        let (m, k) = l2.shape().dims2()?;
-        if scales[c0..c1].len() != m * k.div_ceil(self.block) {
-            candle_core::bail!("fp8-linear: scales do not fit the {m}×{k} weights");
-        }
-        let w = WeightMatrix::Fp8(Fp8Matrix {
-            values: &values[w0..w1],
-            scales: &scales[c0..c1],
-            block: self.block,
-        });
-        linear_into_storage(s1, l1, w, m)
+        linear_into_storage(s1, l1, WeightMatrix::Compressed(w), self.m)
     }
 }
 

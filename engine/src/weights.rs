@@ -12,7 +12,7 @@ use serde_json::Value;
 
 use crate::config::read_json;
 use crate::error::{EngineError, Result};
-use crate::kernels;
+use crate::kernels::{self, MXFP4_BLOCK};
 use crate::matrix::Matrix;
 
 /// One mapped shard and its parsed header.
@@ -250,15 +250,11 @@ impl Weights {
 
     /// Loads an MXFP4-quantised `[experts, rows, cols]` matrix stored as `{name}_blocks`
     /// (`[experts, rows, cols/32, 16]` bytes, two 4-bit e2m1 values each, low nibble first) and
-    /// `{name}_scales` (`[experts, rows, cols/32]` biased power-of-two exponents), in the compute
-    /// dtype.
-    pub fn get_mxfp4(&self, name: &str, shape: [usize; 3]) -> Result<Tensor> {
-        /// The sixteen e2m1 values.
-        const FP4: [f32; 16] = [
-            0.0, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0, -0.0, -0.5, -1.0, -1.5, -2.0, -3.0, -4.0, -6.0,
-        ];
+    /// `{name}_scales` (`[experts, rows, cols/32]` biased power-of-two exponents): kept
+    /// compressed on the cpu, dequantised to the compute dtype on other devices.
+    pub fn get_mxfp4(&self, name: &str, shape: [usize; 3]) -> Result<Matrix> {
         let [e, rows, cols] = shape;
-        let groups = cols / 32;
+        let groups = cols / MXFP4_BLOCK;
         let blocks_name = format!("{name}_blocks");
         let scales_name = format!("{name}_scales");
         let (bshard, binfo) = self.info(&blocks_name, &[e, rows, groups, 16])?;
@@ -273,16 +269,24 @@ impl Weights {
             }
         }
         let (blocks, scales) = (bshard.bytes(binfo), sshard.bytes(sinfo));
-        let mut out = Vec::with_capacity(e * rows * cols);
-        for (group, &scale) in blocks.chunks_exact(16).zip(scales) {
-            let factor = 2f32.powi(i32::from(scale) - 127);
-            for &byte in group {
-                out.push(FP4[usize::from(byte & 0x0f)] * factor);
-                out.push(FP4[usize::from(byte >> 4)] * factor);
-            }
+        if let Some(at) = scales.iter().position(|&s| s == 0xFF) {
+            return Err(EngineError::InvalidInput(format!(
+                "{}: tensor {scales_name} holds the NaN scale 255 at {at}; the checkpoint is damaged",
+                sshard.path.display()
+            )));
         }
-        let t = Tensor::from_vec(out, (e, rows, cols), &Device::Cpu)?;
-        Ok(t.to_dtype(self.dtype)?.to_device(&self.device)?)
+        let matrix = Matrix::Mxfp4 {
+            blocks: Tensor::from_vec(blocks.to_vec(), (e, rows, groups, 16), &Device::Cpu)?,
+            scales: Tensor::from_vec(scales.to_vec(), (e, rows, groups), &Device::Cpu)?,
+        };
+        if self.device.is_cpu() {
+            Ok(matrix)
+        } else {
+            // No MXFP4 kernel on other devices yet: dequantised once, at load.
+            Ok(Matrix::Dense(
+                matrix.dense(self.dtype)?.to_device(&self.device)?,
+            ))
+        }
     }
 
     /// The shard and header entry of tensor `name`, checked to have `shape`.
@@ -335,13 +339,15 @@ impl Weights {
     }
 
     /// Bytes the weights take once loaded in `dtype`: float tensors as stored when `dtype` is
-    /// their stored dtype, else converted; MXFP4 experts dequantised to `dtype`; FP8 weights
-    /// kept compressed.
+    /// their stored dtype, else converted; FP8 and MXFP4 weights kept compressed.
     pub fn loaded_bytes(&self, dtype: DType) -> u64 {
         self.tensors()
             .map(|(name, info)| {
                 let values = param_count(&name, info) as u64;
-                if info.dtype == StDtype::F8_E4M3 {
+                if info.dtype == StDtype::U8 {
+                    // MXFP4 blocks and scales, kept as stored.
+                    (info.data_offsets.1 - info.data_offsets.0) as u64
+                } else if info.dtype == StDtype::F8_E4M3 {
                     // Kept compressed: a byte a value and an f32 scale per row and block.
                     let blocks = self.fp8_block.map_or(128, |b| b.1) as u64;
                     values + values.div_ceil(blocks) * 4

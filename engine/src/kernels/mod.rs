@@ -11,10 +11,12 @@
 
 mod bcast;
 mod fp8;
+mod mxfp4;
 mod simd;
 mod tiles;
 
 pub use fp8::{e4m3_is_nan, e4m3_to_f32, Fp8Matrix};
+pub use mxfp4::{e8m0_to_f32, Mxfp4Matrix, MXFP4_BLOCK};
 
 use std::ops::Range;
 use std::sync::atomic::{AtomicU8, Ordering};
@@ -156,14 +158,46 @@ impl DenseMatrix<'_> {
     }
 }
 
-/// A row-major `[m, k]` weight matrix as a product takes it: dense values, or FP8 values with
-/// block scales widened a few rows at a time inside the product.
+/// A row-major `[m, k]` weight matrix as a product takes it: dense values, or compressed ones
+/// widened a few rows at a time inside the product.
 #[derive(Debug, Clone, Copy)]
 pub enum WeightMatrix<'a> {
     /// Values read in place.
     Dense(DenseMatrix<'a>),
-    /// FP8 e4m3 values and their scales.
+    /// Values kept compressed.
+    Compressed(CompressedMatrix<'a>),
+}
+
+/// A compressed weight matrix: a byte or half a byte a value, plus scales.
+#[derive(Debug, Clone, Copy)]
+pub enum CompressedMatrix<'a> {
+    /// FP8 e4m3 values and their block scales.
     Fp8(Fp8Matrix<'a>),
+    /// MXFP4 values and their power-of-two block scales.
+    Mxfp4(Mxfp4Matrix<'a>),
+}
+
+impl CompressedMatrix<'_> {
+    /// Number of values.
+    pub fn len(&self) -> usize {
+        match self {
+            CompressedMatrix::Fp8(w) => w.len(),
+            CompressedMatrix::Mxfp4(w) => w.len(),
+        }
+    }
+
+    /// Whether the matrix has no values.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Rows `rows` (of `k` values each) as f32 in `out`.
+    pub fn widen_rows(&self, rows: Range<usize>, k: usize, out: &mut Vec<f32>) {
+        match self {
+            CompressedMatrix::Fp8(w) => w.widen_rows(rows, k, out),
+            CompressedMatrix::Mxfp4(w) => w.widen_rows(rows, k, out),
+        }
+    }
 }
 
 impl WeightMatrix<'_> {
@@ -176,7 +210,7 @@ impl WeightMatrix<'_> {
     pub fn len(&self) -> usize {
         match self {
             WeightMatrix::Dense(w) => w.len(),
-            WeightMatrix::Fp8(w) => w.len(),
+            WeightMatrix::Compressed(w) => w.len(),
         }
     }
 
@@ -186,8 +220,21 @@ impl WeightMatrix<'_> {
             WeightMatrix::Dense(DenseMatrix::Bf16(_)) => "bf16",
             WeightMatrix::Dense(DenseMatrix::F16(_)) => "f16",
             WeightMatrix::Dense(DenseMatrix::F32(_)) => "f32",
-            WeightMatrix::Fp8(_) => "fp8",
+            WeightMatrix::Compressed(CompressedMatrix::Fp8(_)) => "fp8",
+            WeightMatrix::Compressed(CompressedMatrix::Mxfp4(_)) => "mxfp4",
         }
+    }
+}
+
+impl<'a> From<Fp8Matrix<'a>> for WeightMatrix<'a> {
+    fn from(w: Fp8Matrix<'a>) -> Self {
+        WeightMatrix::Compressed(CompressedMatrix::Fp8(w))
+    }
+}
+
+impl<'a> From<Mxfp4Matrix<'a>> for WeightMatrix<'a> {
+    fn from(w: Mxfp4Matrix<'a>) -> Self {
+        WeightMatrix::Compressed(CompressedMatrix::Mxfp4(w))
     }
 }
 
@@ -302,12 +349,12 @@ fn grouped_on(
                 // are disjoint); the path is supported.
                 unsafe { simd::run(path, &x_prep, gi, rows, w, &args) }
             }
-            WeightMatrix::Fp8(w) => WIDENED.with_borrow_mut(|widened| {
+            WeightMatrix::Compressed(w) => WIDENED.with_borrow_mut(|widened| {
                 // A few weight rows at a time as f32 (kept in L2 while every activation row
                 // uses them), each chunk's product written as columns 0.. of an output that
                 // starts at the chunk's first column.
-                for start in cols.clone().step_by(FP8_CHUNK_ROWS) {
-                    let chunk = start..(start + FP8_CHUNK_ROWS).min(cols.end);
+                for start in cols.clone().step_by(WIDEN_ROWS) {
+                    let chunk = start..(start + WIDEN_ROWS).min(cols.end);
                     w.widen_rows(chunk.clone(), k, widened);
                     let args = tiles::Block {
                         n: rows.len(),
@@ -326,12 +373,12 @@ fn grouped_on(
     });
 }
 
-/// FP8 weight rows widened at a time: the broadcast kernel's tile of weight rows, and a
+/// Compressed weight rows widened at a time: the broadcast kernel's tile of weight rows, and a
 /// multiple of every micro-tile's width.
-const FP8_CHUNK_ROWS: usize = 24;
+const WIDEN_ROWS: usize = 24;
 
 thread_local! {
-    /// FP8 weight rows widened to f32 (at most [`FP8_CHUNK_ROWS`] × k values).
+    /// Compressed weight rows widened to f32 (at most [`WIDEN_ROWS`] × k values).
     static WIDENED: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
@@ -412,7 +459,12 @@ mod tests {
             scales: &s8,
             block,
         };
-        let cases: [(WeightMatrix, Vec<f32>); 3] = [
+        // MXFP4 (rows of whole 32-value blocks only): every nibble, scales 2⁻⁴ to 2⁰.
+        let b4: Vec<u8> = (0..m * k / 2).map(|_| rng.gen()).collect();
+        let s4: Vec<u8> = (0..m * k / MXFP4_BLOCK)
+            .map(|_| rng.gen_range(123..128))
+            .collect();
+        let mut cases: Vec<(WeightMatrix, Vec<f32>)> = vec![
             (
                 DenseMatrix::Bf16(&wb).into(),
                 wb.iter().map(|v| v.to_f32()).collect(),
@@ -422,12 +474,29 @@ mod tests {
                 wh.iter().map(|v| v.to_f32()).collect(),
             ),
             (
-                WeightMatrix::Fp8(fp8),
+                fp8.into(),
                 (0..m * k)
                     .map(|i| e4m3_to_f32(w8[i]) * s8[i / k * k.div_ceil(block) + i % k / block])
                     .collect(),
             ),
         ];
+        if k.is_multiple_of(MXFP4_BLOCK) {
+            let value = |i: usize| {
+                let nibble = if i.is_multiple_of(2) {
+                    b4[i / 2] & 0x0F
+                } else {
+                    b4[i / 2] >> 4
+                };
+                let e2m1 = [0.0, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0];
+                let v = e2m1[usize::from(nibble & 7)] * if nibble & 8 != 0 { -1.0 } else { 1.0 };
+                v * e8m0_to_f32(s4[i / MXFP4_BLOCK])
+            };
+            let mx = Mxfp4Matrix {
+                blocks: &b4,
+                scales: &s4,
+            };
+            cases.push((mx.into(), (0..m * k).map(value).collect()));
+        }
         for (matrix, exact_w) in &cases {
             let want = reference(&x, n, k, exact_w, m);
             for path in KernelPath::ALL.into_iter().filter(|p| p.supported()) {
