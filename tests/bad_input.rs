@@ -318,13 +318,13 @@ fn prompt_longer_than_the_context_is_refused() {
     names(&err.to_string(), &["9999", "vocabulary"]);
 }
 
-/// Overwrites the first byte of tensor `name`'s data in a safetensors file with `byte`.
-fn poke_tensor_byte(file: &Path, name: &str, byte: u8) {
+/// Overwrites the first bytes of tensor `name`'s data in a safetensors file with `with`.
+fn poke_tensor(file: &Path, name: &str, with: &[u8]) {
     let mut bytes = std::fs::read(file).unwrap();
     let n = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
     let header: Value = serde_json::from_slice(&bytes[8..8 + n]).unwrap();
-    let start = header[name]["data_offsets"][0].as_u64().unwrap() as usize;
-    bytes[8 + n + start] = byte;
+    let at = 8 + n + header[name]["data_offsets"][0].as_u64().unwrap() as usize;
+    bytes[at..at + with.len()].copy_from_slice(with);
     std::fs::write(file, bytes).unwrap();
 }
 
@@ -365,20 +365,14 @@ fn broken_fp8_checkpoints_are_named_errors() {
     );
     // A NaN among the values, and a NaN scale.
     let s = Scratch::of("qwen3_moe_fp8", "fp8-nan");
-    poke_tensor_byte(&s.path("model.safetensors"), tensor, 0x7F);
+    poke_tensor(&s.path("model.safetensors"), tensor, &[0x7F]);
     names(
         &s.open_err().1,
         &["model.safetensors", tensor, "NaN", "row 0, column 0"],
     );
     let s = Scratch::of("qwen3_moe_fp8", "fp8-nanscale");
     let scale = "model.layers.1.self_attn.q_proj.weight_scale_inv";
-    let file = s.path("model.safetensors");
-    let mut bytes = std::fs::read(&file).unwrap();
-    let n = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
-    let header: Value = serde_json::from_slice(&bytes[8..8 + n]).unwrap();
-    let at = 8 + n + header[scale]["data_offsets"][0].as_u64().unwrap() as usize;
-    bytes[at..at + 4].copy_from_slice(&f32::NAN.to_le_bytes());
-    std::fs::write(&file, bytes).unwrap();
+    poke_tensor(&s.path("model.safetensors"), scale, &f32::NAN.to_le_bytes());
     names(
         &s.open_err().1,
         &["model.safetensors", scale, "NaN", "finite"],

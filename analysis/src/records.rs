@@ -197,7 +197,7 @@ impl PendingParquet {
         let final_path = dir.join(name);
         let temp_path = dir.join(format!(".{name}.partial"));
         let file = File::create(&temp_path).map_err(|e| AnalysisError::Write {
-            path: temp_path.clone(),
+            path: final_path.clone(),
             error: e,
         })?;
         let props = WriterProperties::builder()
@@ -205,7 +205,7 @@ impl PendingParquet {
             .set_max_row_group_row_count(Some(1 << 20))
             .build();
         let writer = ArrowWriter::try_new(file, schema, Some(props))
-            .map_err(|e| AnalysisError::records(&temp_path, e))?;
+            .map_err(|e| write_error(&final_path, e))?;
         Ok(Self {
             final_path,
             temp_path,
@@ -216,7 +216,7 @@ impl PendingParquet {
     fn write(&mut self, batch: &RecordBatch) -> Result<()> {
         if let Some(w) = self.writer.as_mut() {
             w.write(batch)
-                .map_err(|e| AnalysisError::records(&self.temp_path, e))?;
+                .map_err(|e| write_error(&self.final_path, e))?;
         }
         Ok(())
     }
@@ -224,8 +224,7 @@ impl PendingParquet {
     /// Closes the file; the rename happens in `rename` once every file is closed.
     fn close(&mut self) -> Result<()> {
         if let Some(w) = self.writer.take() {
-            w.close()
-                .map_err(|e| AnalysisError::records(&self.temp_path, e))?;
+            w.close().map_err(|e| write_error(&self.final_path, e))?;
         }
         Ok(())
     }
@@ -235,6 +234,24 @@ impl PendingParquet {
             path: self.final_path.clone(),
             error: e,
         })
+    }
+}
+
+/// A failure of the Parquet writer as a failed write of `path` (the file the user asked for,
+/// not its temporary name), with the OS error when there is one (a full disk, a size limit).
+fn write_error(path: &Path, e: parquet::errors::ParquetError) -> AnalysisError {
+    let error = match e {
+        parquet::errors::ParquetError::External(inner) => {
+            match inner.downcast::<std::io::Error>() {
+                Ok(io) => *io,
+                Err(other) => std::io::Error::other(other),
+            }
+        }
+        other => std::io::Error::other(other),
+    };
+    AnalysisError::Write {
+        path: path.to_path_buf(),
+        error,
     }
 }
 

@@ -8,8 +8,13 @@
 //!
 //! Measured on this project's Xeon with AVX512-BF16 and no AMX (BENCHMARKS.md, `cpu_peak.c`):
 //! `vdpbf16ps` issues at half the rate of f32 FMA there, so this f32 kernel is about twice as
-//! fast as the `vdpbf16ps` one wherever a group has enough rows to fill a vector. It multiplies
-//! the activations as given (f32), like the other f32-FMA paths.
+//! fast as the row-tiled `vdpbf16ps` one wherever a group has enough rows to fill a vector. It
+//! multiplies the activations as given (f32), like the other f32-FMA paths.
+//!
+//! [`run_bf16_pairs`] is the same outer product with `vdpbf16ps`: bf16 weight pairs broadcast
+//! against pairs of sixteen rows, no widening. On an AMD EPYC (Zen 5-class) core, where
+//! `vdpbf16ps` runs at full width, it is 1.6–1.9 × the f32 kernel for 128–512 rows; it serves
+//! bf16 weights on every AVX512-BF16 CPU (`MOESCOPE_BCAST_BF16=0` turns it off for A/B runs).
 
 #[cfg(target_arch = "x86_64")]
 use std::arch::x86_64::*;
@@ -142,6 +147,131 @@ unsafe fn tile<W: WeightElem, const R: usize>(
         t0 += kc;
     }
     // acc[v][r][lane] is out[v·16 + lane, j + r].
+    for v in 0..vectors {
+        let saved = acc.as_ptr().add(v * WR * LANES);
+        for lane in 0..LANES.min(n - v * LANES) {
+            let row = block.out.add((v * LANES + lane) * m + j);
+            for r in 0..R {
+                *row.add(r) = *saved.add(r * LANES + lane);
+            }
+        }
+    }
+}
+
+/// Fewest rows for [`run_bf16_pairs`]: with one vector of rows (16) the f32 kernel was faster
+/// (`kernel_bench` on an AMD EPYC with AVX512-BF16: 0.49 vs 0.56–0.63 ms at 16 rows; from 24
+/// rows on the pairs win, 1.1–1.9 ×).
+pub const PAIRS_MIN_ROWS: usize = 17;
+
+/// The rows `x` (`[n, k]`) rounded to bf16 and laid out for [`run_bf16_pairs`]: panels of 16
+/// rows, `[n_pad / 16, k_pad / 2, 16]` 32-bit words, each word two consecutive bf16 values of
+/// one row (`k_pad` = `k` rounded up to even, the padding zero).
+pub fn transpose_rows_bf16_pairs(x: &[f32], n: usize, k: usize) -> Vec<u32> {
+    let (n_pad, pairs) = (n.next_multiple_of(LANES), k.div_ceil(2));
+    let mut out = vec![0u32; pairs * n_pad];
+    if k == 0 {
+        return out;
+    }
+    let bits = |v: f32| u32::from(half::bf16::from_f32(v).to_bits());
+    out.par_chunks_mut(pairs * LANES)
+        .enumerate()
+        .for_each(|(v, panel)| {
+            for (lane, row) in x.chunks_exact(k).skip(v * LANES).take(LANES).enumerate() {
+                for (p, pair) in row.chunks(2).enumerate() {
+                    let hi = pair.get(1).map_or(0, |&b| bits(b));
+                    panel[p * LANES + lane] = bits(pair[0]) | (hi << 16);
+                }
+            }
+        });
+    out
+}
+
+/// [`run`] for bf16 weights on CPUs with AVX512-BF16: each `vdpbf16ps` multiplies one broadcast
+/// pair of a weight row by the pairs of sixteen activation rows, so the weights are used as
+/// stored (no widening) at the bf16 dot-product rate — twice the f32 FMA rate on cores that
+/// run it at full width (AMD Zen 4/5), the same rate on the Xeons seen so far. Activations
+/// are rounded to bf16, as in the row-tiled `vdpbf16ps` kernel.
+///
+/// # Safety
+/// The CPU supports AVX-512 F, BW and BF16; `xp` holds the panels of the block's rows as
+/// [`transpose_rows_bf16_pairs`] lays them out, `w` `[m, k]`, `block.out` `[n, m]`.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512bw,avx512bf16,avx2,fma")]
+pub unsafe fn run_bf16_pairs(xp: &[u32], w: &[half::bf16], block: &Block) {
+    let vectors = block.n.div_ceil(LANES);
+    let mut acc = vec![0f32; vectors * WR * LANES];
+    let mut j = block.cols.start;
+    while j + WR <= block.cols.end {
+        tile_bf16_pairs::<WR>(xp, w, block, j, &mut acc);
+        j += WR;
+    }
+    while j + 8 <= block.cols.end {
+        tile_bf16_pairs::<8>(xp, w, block, j, &mut acc);
+        j += 8;
+    }
+    while j < block.cols.end {
+        tile_bf16_pairs::<1>(xp, w, block, j, &mut acc);
+        j += 1;
+    }
+}
+
+/// Output columns `j..j + R` for every row of the block, from bf16 pairs.
+#[allow(clippy::needless_range_loop)]
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+unsafe fn tile_bf16_pairs<const R: usize>(
+    xp: &[u32],
+    w: &[half::bf16],
+    block: &Block,
+    j: usize,
+    acc: &mut [f32],
+) {
+    let Block { n, k, m, .. } = *block;
+    let pairs = k.div_ceil(2);
+    let whole = k / 2;
+    let vectors = n.div_ceil(LANES);
+    // A chunk of the R weight rows as 32-bit pairs, pair-major (`wb[p · R + r]`), so the
+    // inner loop broadcasts each from one pointer at fixed offsets; an odd `k` ends with a
+    // half pair, padded with zero.
+    let mut wb = [0i32; WR * KC / 2];
+    let mut p0 = 0;
+    while p0 < pairs {
+        let pc = (KC / 2).min(pairs - p0);
+        for r in 0..R {
+            let row = w.as_ptr().add((j + r) * k);
+            for p in 0..pc {
+                let q = p0 + p;
+                wb[p * R + r] = if q < whole {
+                    std::ptr::read_unaligned(row.add(2 * q).cast::<i32>())
+                } else {
+                    i32::from((*row.add(2 * q)).to_bits())
+                };
+            }
+        }
+        for v in 0..vectors {
+            let saved = acc.as_mut_ptr().add(v * WR * LANES);
+            let mut a = [_mm512_setzero_ps(); R];
+            if p0 > 0 {
+                for r in 0..R {
+                    a[r] = _mm512_loadu_ps(saved.add(r * LANES));
+                }
+            }
+            let xv_at = xp.as_ptr().add((v * pairs + p0) * LANES);
+            let wp = wb.as_ptr();
+            for p in 0..pc {
+                let xv: __m512bh =
+                    std::mem::transmute(_mm512_loadu_si512(xv_at.add(p * LANES).cast()));
+                for r in 0..R {
+                    let wv: __m512bh = std::mem::transmute(_mm512_set1_epi32(*wp.add(p * R + r)));
+                    a[r] = _mm512_dpbf16_ps(a[r], xv, wv);
+                }
+            }
+            for r in 0..R {
+                _mm512_storeu_ps(saved.add(r * LANES), a[r]);
+            }
+        }
+        p0 += pc;
+    }
     for v in 0..vectors {
         let saved = acc.as_ptr().add(v * WR * LANES);
         for lane in 0..LANES.min(n - v * LANES) {

@@ -306,7 +306,15 @@ mod x86 {
 pub struct Activations<'a> {
     rows: RowLayout<'a>,
     /// Per group: its rows transposed, or `None` where the row-tiled kernel serves it.
-    columns: Vec<Option<Vec<f32>>>,
+    columns: Vec<Option<Panels>>,
+}
+
+/// A group's rows transposed into panels of 16 for a broadcast kernel.
+enum Panels {
+    /// f32 values, for [`super::bcast::run`].
+    F32(Vec<f32>),
+    /// bf16 pairs, for [`super::bcast::run_bf16_pairs`] (bf16 weights on AVX512-BF16).
+    Bf16Pairs(Vec<u32>),
 }
 
 /// Activations by rows.
@@ -321,12 +329,22 @@ impl<'a> Activations<'a> {
     /// `x` (`[n, k]`) prepared for `path` and each of `groups`.
     pub fn prepare(path: KernelPath, groups: &[RowGroup<'_>], x: &'a [f32], k: usize) -> Self {
         let avx512 = matches!(path, KernelPath::Avx512 | KernelPath::Avx512Bf16);
-        let columns: Vec<Option<Vec<f32>>> = groups
+        let columns: Vec<Option<Panels>> = groups
             .par_iter()
             .map(|g| {
                 (avx512 && g.rows.len() >= min_rows()).then(|| {
                     let rows = &x[g.rows.start * k..g.rows.end * k];
-                    super::bcast::transpose_rows(rows, g.rows.len(), k)
+                    let bf16_weights = matches!(g.w, WeightMatrix::Dense(DenseMatrix::Bf16(_)));
+                    let pairs_pay = g.rows.len() >= super::bcast::PAIRS_MIN_ROWS;
+                    if path == KernelPath::Avx512Bf16 && bf16_weights && pairs_pay && bf16_pairs() {
+                        Panels::Bf16Pairs(super::bcast::transpose_rows_bf16_pairs(
+                            rows,
+                            g.rows.len(),
+                            k,
+                        ))
+                    } else {
+                        Panels::F32(super::bcast::transpose_rows(rows, g.rows.len(), k))
+                    }
                 })
             })
             .collect();
@@ -346,6 +364,13 @@ impl<'a> Activations<'a> {
         };
         Self { rows, columns }
     }
+}
+
+/// Whether bf16 weights take the `vdpbf16ps` broadcast kernel on AVX512-BF16 CPUs (the
+/// default); `MOESCOPE_BCAST_BF16=0` keeps them on the f32 one, for benchmarks comparing both.
+fn bf16_pairs() -> bool {
+    static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *ON.get_or_init(|| std::env::var("MOESCOPE_BCAST_BF16").as_deref() != Ok("0"))
 }
 
 /// Fewest rows of a group for the broadcast kernel: `MOESCOPE_BCAST_MIN_ROWS` (benchmarks
@@ -378,11 +403,15 @@ pub unsafe fn run(
     b: &Block,
 ) {
     #[cfg(target_arch = "x86_64")]
-    if let Some(Some(xt)) = x.columns.get(gi) {
-        match w {
-            DenseMatrix::Bf16(w) => super::bcast::run(xt, w, b),
-            DenseMatrix::F16(w) => super::bcast::run(xt, w, b),
-            DenseMatrix::F32(w) => super::bcast::run(xt, w, b),
+    if let Some(Some(panels)) = x.columns.get(gi) {
+        match (panels, w) {
+            (Panels::Bf16Pairs(xp), DenseMatrix::Bf16(w)) => super::bcast::run_bf16_pairs(xp, w, b),
+            (Panels::F32(xt), DenseMatrix::Bf16(w)) => super::bcast::run(xt, w, b),
+            (Panels::F32(xt), DenseMatrix::F16(w)) => super::bcast::run(xt, w, b),
+            (Panels::F32(xt), DenseMatrix::F32(w)) => super::bcast::run(xt, w, b),
+            (Panels::Bf16Pairs(_), _) => {
+                unreachable!("bf16 pairs are prepared only for bf16 weights")
+            }
         }
         return;
     }
