@@ -81,13 +81,6 @@ impl Drop for OutputSet {
     }
 }
 
-/// Writes one file through a temporary name and renames it into place.
-pub fn write_atomically(path: &Path, write: impl FnOnce(&Path) -> Result<()>) -> Result<()> {
-    let mut set = OutputSet::new();
-    set.write(path, write)?;
-    set.commit().map(|_| ())
-}
-
 /// Writes one text file through a temporary name.
 pub fn write_text(path: &Path, text: &str) -> Result<()> {
     let mut set = OutputSet::new();

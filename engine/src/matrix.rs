@@ -33,6 +33,12 @@ pub enum Matrix {
     },
 }
 
+/// A [`Matrix`]'s tensors, as [`Matrix::parts`] gives them.
+enum Parts<'a> {
+    Dense(&'a Tensor),
+    Compressed(&'a Tensor, &'a Tensor, Compression),
+}
+
 /// How [`CompressedLinear`] reads its two weight tensors.
 #[derive(Debug, Clone, Copy)]
 enum Compression {
@@ -62,16 +68,19 @@ impl Matrix {
         self.dims().iter().product()
     }
 
-    /// The two tensors of a compressed matrix and how to read them.
-    fn compressed(&self) -> Option<(&Tensor, &Tensor, Compression)> {
+    /// The matrix's tensors: the dense one, or the two of a compressed matrix and how to
+    /// read them.
+    fn parts(&self) -> Parts<'_> {
         match self {
-            Matrix::Dense(_) => None,
+            Matrix::Dense(t) => Parts::Dense(t),
             Matrix::Fp8 {
                 values,
                 scales,
                 block,
-            } => Some((values, scales, Compression::Fp8 { block: *block })),
-            Matrix::Mxfp4 { blocks, scales } => Some((blocks, scales, Compression::Mxfp4)),
+            } => Parts::Compressed(values, scales, Compression::Fp8 { block: *block }),
+            Matrix::Mxfp4 { blocks, scales } => {
+                Parts::Compressed(blocks, scales, Compression::Mxfp4)
+            }
         }
     }
 
@@ -128,12 +137,12 @@ impl Matrix {
         // The parts' dense values, or their values and their scales.
         let (mut values, mut scales) = (Vec::new(), Vec::new());
         for p in parts {
-            match p.compressed() {
-                Some((v, s, _)) => {
+            match p.parts() {
+                Parts::Compressed(v, s, _) => {
                     values.push(v.clone());
                     scales.push(s.clone());
                 }
-                None => values.push(p.dense(DType::F32)?),
+                Parts::Dense(t) => values.push(t.clone()),
             }
         }
         let cat = |parts: &[Tensor]| -> Result<Tensor> { Ok(Tensor::cat(parts, axis)?) };
@@ -161,14 +170,13 @@ impl Matrix {
         })
     }
 
-    /// The weights as a dense tensor of `dtype`: for devices and computations the compressed
-    /// kernels do not serve (other devices, gradients). Widens compressed values per call.
+    /// The weights as a dense tensor: compressed values widened (per call) to `dtype`, for
+    /// devices and computations the compressed kernels do not serve (other devices,
+    /// gradients); dense weights as they are.
     pub fn dense(&self, dtype: DType) -> Result<Tensor> {
-        let Some((values, scales, how)) = self.compressed() else {
-            let Matrix::Dense(t) = self else {
-                unreachable!("only dense matrices have no compressed parts")
-            };
-            return Ok(t.clone());
+        let (values, scales, how) = match self.parts() {
+            Parts::Dense(t) => return Ok(t.clone()),
+            Parts::Compressed(values, scales, how) => (values, scales, how),
         };
         let bytes = values.flatten_all()?.to_dtype(DType::U8)?.to_vec1::<u8>()?;
         let dims = self.dims();
@@ -200,11 +208,9 @@ impl Matrix {
     /// `x Wᵀ` for `x` `[…, in]`: compressed weights on the cpu go to the kernels that widen a
     /// few rows at a time; anything else to [`linear`].
     pub fn apply(&self, x: &Tensor) -> Result<Tensor> {
-        if let Matrix::Dense(w) = self {
-            return linear(x, w);
-        }
-        match self.compressed() {
-            Some((values, scales, how))
+        match self.parts() {
+            Parts::Dense(w) => linear(x, w),
+            Parts::Compressed(values, scales, how)
                 if x.device().is_cpu() && !x.track_op() && self.dims().len() == 2 =>
             {
                 let x = x.contiguous()?;

@@ -104,7 +104,7 @@ unsafe fn tile<W: WeightElem, const R: usize>(
     wf: &mut [f32; WR * KC],
     acc: &mut [f32],
 ) {
-    let Block { n, k, m, .. } = *block;
+    let Block { n, k, .. } = *block;
     let n_pad = n.next_multiple_of(LANES);
     let vectors = n_pad / LANES;
     let mut t0 = 0;
@@ -146,8 +146,15 @@ unsafe fn tile<W: WeightElem, const R: usize>(
         }
         t0 += kc;
     }
-    // acc[v][r][lane] is out[v·16 + lane, j + r].
-    for v in 0..vectors {
+    store::<R>(acc, block, j);
+}
+
+/// Writes a tile's accumulators to the output: `acc[v][r][lane]` is `out[v·16 + lane, j + r]`.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+unsafe fn store<const R: usize>(acc: &[f32], block: &Block, j: usize) {
+    let Block { n, m, .. } = *block;
+    for v in 0..n.div_ceil(LANES) {
         let saved = acc.as_ptr().add(v * WR * LANES);
         for lane in 0..LANES.min(n - v * LANES) {
             let row = block.out.add((v * LANES + lane) * m + j);
@@ -226,7 +233,7 @@ unsafe fn tile_bf16_pairs<const R: usize>(
     j: usize,
     acc: &mut [f32],
 ) {
-    let Block { n, k, m, .. } = *block;
+    let Block { n, k, .. } = *block;
     let pairs = k.div_ceil(2);
     let whole = k / 2;
     let vectors = n.div_ceil(LANES);
@@ -272,13 +279,5 @@ unsafe fn tile_bf16_pairs<const R: usize>(
         }
         p0 += pc;
     }
-    for v in 0..vectors {
-        let saved = acc.as_ptr().add(v * WR * LANES);
-        for lane in 0..LANES.min(n - v * LANES) {
-            let row = block.out.add((v * LANES + lane) * m + j);
-            for r in 0..R {
-                *row.add(r) = *saved.add(r * LANES + lane);
-            }
-        }
-    }
+    store::<R>(acc, block, j);
 }
