@@ -94,7 +94,7 @@ pub fn scored_pairs(
                 r.id
             );
         };
-        let context = ck.codec.encode(&r.render(&ck.codec)?)?;
+        let context = r.token_ids(&ck.codec)?;
         let t = ck.codec.encode(t)?;
         if context.is_empty() || t.is_empty() {
             bail!(

@@ -280,6 +280,15 @@ pub struct ModelArgs {
     /// Compute dtype: `f32`, `bf16`, `f16`, or `auto` (f32 on cpu, bf16 on cuda).
     #[arg(long, default_value = "auto")]
     pub dtype: String,
+    /// A keyword argument for the chat template, written NAME=VALUE (repeatable), e.g.
+    /// `enable_thinking=false` or `reasoning_effort=high`; VALUE is read as JSON when it is
+    /// JSON and as text otherwise. A prompt set's `template_args` override it.
+    #[arg(long = "template-arg", value_name = "NAME=VALUE", value_parser = template_arg)]
+    pub template_args: Vec<(String, serde_json::Value)>,
+}
+
+fn template_arg(text: &str) -> Result<(String, serde_json::Value), String> {
+    moescope_engine::chat::parse_template_arg(text)
 }
 
 /// `moescope gui`.

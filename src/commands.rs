@@ -11,8 +11,8 @@ use candle_core::{DType, Device};
 use indicatif::{ProgressBar, ProgressStyle};
 use moescope_engine::config::QkNorm;
 use moescope_engine::{
-    generate, CaptureData, ChatMessage, Checkpoint, CheckpointSummary, GenerateOptions, MoeHook,
-    Recorder, RoutingPolicy, SelfContrast, SteeringProfile,
+    generate, CaptureData, ChatMessage, ChatOptions, Checkpoint, CheckpointSummary,
+    GenerateOptions, MoeHook, Recorder, RoutingPolicy, SelfContrast, SteeringProfile,
 };
 
 use crate::cli::{Cli, Command, GenerateArgs, GuiArgs, ModelArgs};
@@ -198,7 +198,10 @@ pub fn load(args: &ModelArgs) -> Result<Checkpoint> {
     spinner.enable_steady_tick(Duration::from_millis(120));
     let ck = Checkpoint::open_as(&dir, &device, dtype);
     spinner.finish_and_clear();
-    ck.with_context(|| format!("cannot load the checkpoint in {}", dir.display()))
+    let mut ck = ck.with_context(|| format!("cannot load the checkpoint in {}", dir.display()))?;
+    ck.codec
+        .set_template_args(args.template_args.iter().cloned().collect());
+    Ok(ck)
 }
 
 /// Describes the checkpoint from its config and safetensors headers, loading no weight.
@@ -405,8 +408,7 @@ fn generate_cmd(args: &GenerateArgs) -> Result<()> {
     let ck = load(&args.model)?;
     let c = ck.model.config();
     let policy = steering_policy(&ck, args.steer.as_deref(), &args.mask)?;
-    let text = prompt_text(&ck, args)?;
-    let prompt = ck.codec.encode(&text)?;
+    let (text, prompt) = prompt_input(&ck, args)?;
     if prompt.is_empty() {
         bail!("the prompt is empty after tokenisation; give some text");
     }
@@ -506,23 +508,22 @@ fn generate_cmd(args: &GenerateArgs) -> Result<()> {
     Ok(())
 }
 
-/// The text to feed the model: the raw prompt, or the chat message through the template.
-fn prompt_text(ck: &Checkpoint, args: &GenerateArgs) -> Result<String> {
+/// The text and token ids to feed the model: the raw prompt, or the chat message through the
+/// template (encoded without added special tokens, as transformers does).
+fn prompt_input(ck: &Checkpoint, args: &GenerateArgs) -> Result<(String, Vec<u32>)> {
     match (&args.prompt, &args.chat) {
-        (Some(p), _) => Ok(p.clone()),
+        (Some(p), _) => Ok((p.clone(), ck.codec.encode(p)?)),
         (None, Some(user)) => {
             let mut messages = Vec::new();
             if let Some(s) = &args.system {
-                messages.push(ChatMessage {
-                    role: "system".into(),
-                    content: s.clone(),
-                });
+                messages.push(ChatMessage::new("system", s));
             }
-            messages.push(ChatMessage {
-                role: "user".into(),
-                content: user.clone(),
-            });
-            Ok(ck.codec.apply_chat_template(&messages)?)
+            messages.push(ChatMessage::new("user", user));
+            let options = ChatOptions::default();
+            Ok((
+                ck.codec.apply_chat_template(&messages, &options)?,
+                ck.codec.encode_chat(&messages, &options)?,
+            ))
         }
         (None, None) => bail!("give --prompt TEXT or --chat MESSAGE"),
     }

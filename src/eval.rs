@@ -57,7 +57,7 @@ pub fn run(args: &EvalArgs) -> Result<()> {
     }
     let texts: Vec<Vec<u32>> = records
         .iter()
-        .map(|r| Ok(ck.codec.encode(&r.render(&ck.codec)?)?))
+        .map(|r| Ok(r.token_ids(&ck.codec)?))
         .collect::<Result<_>>()
         .with_context(|| format!("rendering {}", args.prompts.display()))?;
     let policy = steering_policy(&ck, args.steer.as_deref(), &args.mask)?;

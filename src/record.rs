@@ -116,9 +116,9 @@ pub fn record(job: &RecordJob<'_>, stop: &AtomicBool) -> Result<Recorded> {
         .map(|r| r.render(&ck.codec))
         .collect::<std::result::Result<_, _>>()
         .with_context(|| format!("rendering {}", job.prompts.display()))?;
-    let encoded: Vec<Vec<u32>> = rendered
+    let encoded: Vec<Vec<u32>> = records
         .iter()
-        .map(|t| ck.codec.encode(t))
+        .map(|r| r.token_ids(&ck.codec))
         .collect::<std::result::Result<_, _>>()?;
     if let Some(i) = encoded.iter().position(Vec::is_empty) {
         bail!(

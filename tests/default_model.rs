@@ -17,7 +17,7 @@ fn answers(ck: &Checkpoint, set: &Path, n: usize, max_tokens: usize) -> Vec<Stri
     let prompts: Vec<Vec<u32>> = records
         .iter()
         .take(n)
-        .map(|r| ck.codec.encode(&r.render(&ck.codec).unwrap()).unwrap())
+        .map(|r| r.token_ids(&ck.codec).unwrap())
         .collect();
     let opts = GenerateOptions {
         max_new_tokens: max_tokens,

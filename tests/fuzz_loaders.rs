@@ -221,7 +221,7 @@ fn mutated_prompt_sets_never_panic() {
         |text| match moescope_engine::parse_prompt_set(text, path) {
             Ok(records) => {
                 for r in &records {
-                    let _ = r.render(&codec);
+                    let _ = r.token_ids(&codec);
                 }
                 true
             }

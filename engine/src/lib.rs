@@ -6,6 +6,7 @@
 
 pub mod attention;
 pub mod attribution;
+pub mod chat;
 pub mod checkpoint;
 pub mod config;
 pub mod contrast;
@@ -31,6 +32,7 @@ pub mod trace;
 pub mod weights;
 
 pub use attribution::{gate_gradients, target_logprobs, ExpertGates, ScoredPair};
+pub use chat::{ChatMessage, ChatOptions, TemplateArgs};
 pub use checkpoint::{Checkpoint, CheckpointSummary};
 pub use config::{Architecture, ModelConfig};
 pub use contrast::SelfContrast;
@@ -42,5 +44,5 @@ pub use policy::{ExpertEdit, Phase, RoutingPolicy, Scope};
 pub use profile::{Intervention, InterventionKind, ScopeName, SteeringProfile, PROFILE_VERSION};
 pub use prompts::{load_prompt_set, parse_prompt_set, PromptInput, PromptRecord};
 pub use routing::RoutingRule;
-pub use tokenizer::{ChatMessage, TextCodec};
+pub use tokenizer::TextCodec;
 pub use trace::{trace_batch, trace_batch_streaming, Choice, LayerTrace, SequenceTrace};

@@ -1,22 +1,30 @@
 //! Prompt sets: JSONL files with one prompt per line, in the schema of `datasets/README.md`
-//! (`id`, `prompt` or `messages`, optional `label`, `pair_id`, `target`). Every line is checked
-//! on load; a bad line is an error naming the file and the line.
+//! (`id`, `prompt` or `messages`, optional `label`, `pair_id`, `target`, and for chat prompts
+//! `tools` and `template_args`). Every line is checked on load; a bad line is an error naming
+//! the file and the line.
 
 use std::collections::HashSet;
 use std::path::Path;
 
 use serde::Deserialize;
 
+use crate::chat::{check_template_arg_name, ChatMessage, ChatOptions, TemplateArgs};
 use crate::error::{EngineError, Result};
-use crate::tokenizer::{ChatMessage, TextCodec};
+use crate::tokenizer::TextCodec;
 
 /// What the model is fed for one prompt.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PromptInput {
     /// Raw text, fed as is.
     Text(String),
-    /// A conversation, rendered through the checkpoint's chat template.
-    Messages(Vec<ChatMessage>),
+    /// A conversation, rendered through the checkpoint's chat template with its tools and
+    /// template arguments.
+    Chat {
+        /// The turns, in order.
+        messages: Vec<ChatMessage>,
+        /// Tools and template arguments of this prompt.
+        options: ChatOptions,
+    },
 }
 
 /// One prompt of a set.
@@ -41,7 +49,16 @@ impl PromptRecord {
     pub fn render(&self, codec: &TextCodec) -> Result<String> {
         match &self.input {
             PromptInput::Text(t) => Ok(t.clone()),
-            PromptInput::Messages(m) => codec.apply_chat_template(m),
+            PromptInput::Chat { messages, options } => codec.apply_chat_template(messages, options),
+        }
+    }
+
+    /// The token ids the model is fed: raw text encoded as it is, a conversation rendered and
+    /// encoded as transformers' `apply_chat_template(tokenize=True)` encodes it.
+    pub fn token_ids(&self, codec: &TextCodec) -> Result<Vec<u32>> {
+        match &self.input {
+            PromptInput::Text(t) => codec.encode(t),
+            PromptInput::Chat { messages, options } => codec.encode_chat(messages, options),
         }
     }
 }
@@ -60,6 +77,10 @@ struct Line {
     pair_id: Option<serde_json::Value>,
     #[serde(default)]
     target: Option<String>,
+    #[serde(default)]
+    tools: Option<Vec<serde_json::Value>>,
+    #[serde(default)]
+    template_args: Option<TemplateArgs>,
 }
 
 /// Reads and checks a JSONL prompt set. Blank lines are skipped.
@@ -90,9 +111,30 @@ pub fn parse_prompt_set(text: &str, path: &Path) -> Result<Vec<PromptRecord>> {
         if !ids.insert(id.clone()) {
             return Err(bad(format!("id \"{id}\" appears twice")));
         }
+        let chat_only = line.tools.is_some() || line.template_args.is_some();
+        if let Some(name) = line
+            .template_args
+            .iter()
+            .flat_map(|a| a.keys())
+            .find_map(|name| check_template_arg_name(name).err())
+        {
+            return Err(bad(format!("`template_args`: {name}")));
+        }
         let input = match (line.prompt, line.messages) {
+            (Some(_), None) if chat_only => {
+                return Err(bad(
+                    "`tools` and `template_args` go with `messages`, not a raw `prompt`".into(),
+                ))
+            }
             (Some(p), None) => PromptInput::Text(p),
-            (None, Some(m)) if !m.is_empty() => PromptInput::Messages(m),
+            (None, Some(m)) if !m.is_empty() => PromptInput::Chat {
+                messages: m,
+                options: ChatOptions {
+                    tools: line.tools,
+                    template_args: line.template_args.unwrap_or_default(),
+                    add_generation_prompt: true,
+                },
+            },
             (None, Some(_)) => return Err(bad("`messages` is empty".into())),
             (Some(_), Some(_)) => return Err(bad("give `prompt` or `messages`, not both".into())),
             (None, None) => {
@@ -138,7 +180,7 @@ mod tests {
     fn reads_text_and_chat_prompts() {
         let text = r#"{"id": "a", "prompt": "Hello", "label": "prose", "target": " world"}
 
-{"id": 2, "messages": [{"role": "user", "content": "Hi"}], "pair_id": 7}
+{"id": 2, "messages": [{"role": "user", "content": "Hi"}], "pair_id": 7, "tools": [{"type": "function"}], "template_args": {"enable_thinking": false}}
 "#;
         let r = parse(text).unwrap();
         assert_eq!(r.len(), 2);
@@ -146,7 +188,12 @@ mod tests {
         assert_eq!(r[0].target.as_deref(), Some(" world"));
         assert_eq!(r[1].id, "2");
         assert_eq!(r[1].pair_id.as_deref(), Some("7"));
-        assert!(matches!(&r[1].input, PromptInput::Messages(m) if m[0].content == "Hi"));
+        let PromptInput::Chat { messages, options } = &r[1].input else {
+            panic!("expected a chat prompt: {:?}", r[1].input);
+        };
+        assert_eq!(messages[0].text(), Some("Hi"));
+        assert_eq!(options.tools.as_ref().map(Vec::len), Some(1));
+        assert_eq!(options.template_args["enable_thinking"], false);
     }
 
     #[test]
@@ -159,6 +206,9 @@ mod tests {
             ("{\"id\": \"a\", \"prompt\": \"x\", \"lable\": \"typo\"}", "line 1", "unknown field"),
             ("\n\n{not json", "line 3", ""),
             ("{\"id\": \"a\", \"messages\": []}", "line 1", "empty"),
+            ("{\"id\": \"a\", \"prompt\": \"x\", \"tools\": []}", "line 1", "go with `messages`"),
+            ("{\"id\": \"a\", \"messages\": [{\"content\": \"x\"}]}", "line 1", "`role`"),
+            ("{\"id\": \"a\", \"messages\": [{\"role\": \"user\"}], \"template_args\": {\"messages\": 1}}", "line 1", "set by moescope"),
         ];
         for (text, line, what) in cases {
             let msg = parse(text).unwrap_err().to_string();

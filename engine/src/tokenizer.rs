@@ -3,29 +3,33 @@
 
 use std::path::{Path, PathBuf};
 
-use serde::Serialize;
 use serde_json::Value;
 
+use crate::chat::{self, ChatMessage, ChatOptions, TemplateArgs};
 use crate::config::{read_json, token_ids};
 use crate::error::{EngineError, Result};
 
-/// One chat message, as chat templates expect it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
-pub struct ChatMessage {
-    /// `system`, `user` or `assistant`.
-    pub role: String,
-    /// The message text.
-    pub content: String,
-}
+/// The tokenizer's named special tokens, which transformers passes to every chat template.
+const SPECIAL_TOKEN_NAMES: [&str; 7] = [
+    "bos_token",
+    "eos_token",
+    "unk_token",
+    "sep_token",
+    "pad_token",
+    "cls_token",
+    "mask_token",
+];
 
 /// Tokenizer, chat template and stop tokens of a checkpoint.
 pub struct TextCodec {
     tokenizer: tokenizers::Tokenizer,
     tokenizer_path: PathBuf,
-    chat_template: Option<String>,
-    config_path: PathBuf,
-    bos_token: Option<String>,
-    eos_token: Option<String>,
+    /// Named templates (`default`, `tool_use`, …); one unnamed template is called `default`.
+    chat_templates: Vec<(String, String)>,
+    /// The file the chat template came from, named in its errors.
+    template_path: PathBuf,
+    special_tokens: Vec<(String, String)>,
+    template_args: TemplateArgs,
     eos_ids: Vec<u32>,
 }
 
@@ -54,19 +58,27 @@ impl TextCodec {
                 .or_else(|| v.get("content").and_then(Value::as_str))
                 .map(str::to_string)
         };
-        let mut chat_template = tok_cfg
-            .as_ref()
-            .and_then(|c| chat_template_of(c.get("chat_template")?));
+        // As in transformers, a `chat_template.jinja` file takes priority over the config's entry.
         let jinja_path = dir.join("chat_template.jinja");
-        if chat_template.is_none() && jinja_path.exists() {
-            chat_template =
-                Some(
-                    std::fs::read_to_string(&jinja_path).map_err(|source| EngineError::Io {
-                        path: jinja_path.clone(),
-                        source,
-                    })?,
-                );
-        }
+        let template_path = if jinja_path.exists() {
+            jinja_path.clone()
+        } else {
+            config_path.clone()
+        };
+        let chat_templates = if jinja_path.exists() {
+            let source =
+                std::fs::read_to_string(&jinja_path).map_err(|source| EngineError::Io {
+                    path: jinja_path.clone(),
+                    source,
+                })?;
+            vec![("default".to_string(), source)]
+        } else {
+            tok_cfg
+                .as_ref()
+                .and_then(|c| c.get("chat_template"))
+                .map(chat_templates_of)
+                .unwrap_or_default()
+        };
         let gen_path = dir.join("generation_config.json");
         let mut eos_ids = match read_json_if_present(&gen_path)? {
             Some(g) => match g.get("eos_token_id") {
@@ -82,19 +94,22 @@ impl TextCodec {
         if eos_ids.is_empty() {
             eos_ids = config_eos.to_vec();
         }
-        let eos_token = token_str("eos_token");
         if eos_ids.is_empty() {
-            if let Some(id) = eos_token.as_deref().and_then(|t| tokenizer.token_to_id(t)) {
+            if let Some(id) = token_str("eos_token").and_then(|t| tokenizer.token_to_id(&t)) {
                 eos_ids.push(id);
             }
         }
+        let special_tokens = SPECIAL_TOKEN_NAMES
+            .iter()
+            .filter_map(|name| Some((name.to_string(), token_str(name)?)))
+            .collect();
         Ok(Self {
             tokenizer,
             tokenizer_path,
-            chat_template,
-            config_path,
-            bos_token: token_str("bos_token"),
-            eos_token,
+            chat_templates,
+            template_path,
+            special_tokens,
+            template_args: TemplateArgs::new(),
             eos_ids,
         })
     }
@@ -130,46 +145,74 @@ impl TextCodec {
 
     /// Whether the checkpoint ships a chat template.
     pub fn has_chat_template(&self) -> bool {
-        self.chat_template.is_some()
+        !self.chat_templates.is_empty()
     }
 
-    /// Renders messages through the chat template, ending with the assistant's turn opened.
-    pub fn apply_chat_template(&self, messages: &[ChatMessage]) -> Result<String> {
-        let template = self
-            .chat_template
-            .as_deref()
-            .ok_or_else(|| EngineError::ChatTemplate {
-                path: self.config_path.clone(),
-                message:
-                    "this checkpoint has no chat_template; pass the prompt as raw text instead"
-                        .into(),
-            })?;
-        let err = |e: minijinja::Error| EngineError::ChatTemplate {
-            path: self.config_path.clone(),
-            message: format!("{e:#}"),
+    /// Sets the template arguments every chat rendering gets (`--template-arg`); a prompt's
+    /// own arguments override them.
+    pub fn set_template_args(&mut self, args: TemplateArgs) {
+        self.template_args = args;
+    }
+
+    /// Renders messages through the chat template as transformers' `apply_chat_template` does.
+    pub fn apply_chat_template(
+        &self,
+        messages: &[ChatMessage],
+        options: &ChatOptions,
+    ) -> Result<String> {
+        let template = self.chat_template_for(options)?;
+        let mut options = options.clone();
+        let mut args = self.template_args.clone();
+        args.append(&mut options.template_args);
+        options.template_args = args;
+        chat::render(template, messages, &options, &self.special_tokens).map_err(|e| {
+            EngineError::ChatTemplate {
+                path: self.template_path.clone(),
+                message: format!("{e:#}"),
+            }
+        })
+    }
+
+    /// Token ids of a conversation: the rendered template, encoded without adding special
+    /// tokens (the template writes them), as `apply_chat_template(tokenize=True)` does.
+    pub fn encode_chat(&self, messages: &[ChatMessage], options: &ChatOptions) -> Result<Vec<u32>> {
+        let text = self.apply_chat_template(messages, options)?;
+        let enc = self
+            .tokenizer
+            .encode(text.as_str(), false)
+            .map_err(|e| self.err(e))?;
+        Ok(enc.get_ids().to_vec())
+    }
+
+    /// The template transformers would pick: `tool_use` when tools are given and it exists,
+    /// else `default`.
+    fn chat_template_for(&self, options: &ChatOptions) -> Result<&str> {
+        let named = |name: &str| {
+            self.chat_templates
+                .iter()
+                .find(|(n, _)| n == name)
+                .map(|(_, t)| t.as_str())
         };
-        let mut env = minijinja::Environment::new();
-        minijinja_contrib::add_to_environment(&mut env);
-        env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
-        env.add_function(
-            "raise_exception",
-            |msg: String| -> std::result::Result<String, minijinja::Error> {
-                Err(minijinja::Error::new(
-                    minijinja::ErrorKind::InvalidOperation,
-                    msg,
-                ))
+        let tool_use = options.tools.as_ref().and_then(|_| named("tool_use"));
+        if let Some(t) = tool_use.or_else(|| named("default")) {
+            return Ok(t);
+        }
+        let names: Vec<&str> = self
+            .chat_templates
+            .iter()
+            .map(|(n, _)| n.as_str())
+            .collect();
+        Err(EngineError::ChatTemplate {
+            path: self.template_path.clone(),
+            message: if names.is_empty() {
+                "this checkpoint has no chat_template; pass the prompt as raw text instead".into()
+            } else {
+                format!(
+                    "chat_template has templates {} but none named `default`",
+                    names.join(", ")
+                )
             },
-        );
-        env.add_template("chat", template).map_err(err)?;
-        let ctx = minijinja::context! {
-            messages => messages,
-            add_generation_prompt => true,
-            bos_token => self.bos_token.clone().unwrap_or_default(),
-            eos_token => self.eos_token.clone().unwrap_or_default(),
-        };
-        env.get_template("chat")
-            .and_then(|t| t.render(ctx))
-            .map_err(err)
+        })
     }
 
     fn err(&self, e: impl std::fmt::Display) -> EngineError {
@@ -180,18 +223,19 @@ impl TextCodec {
     }
 }
 
-/// The default template from `chat_template`, which is a string or a list of named templates.
-fn chat_template_of(v: &Value) -> Option<String> {
+/// The templates of `chat_template`, which is a string or a list of `{name, template}`.
+fn chat_templates_of(v: &Value) -> Vec<(String, String)> {
     match v {
-        Value::String(s) => Some(s.clone()),
+        Value::String(s) => vec![("default".to_string(), s.clone())],
         Value::Array(items) => items
             .iter()
-            .find(|i| i.get("name").and_then(Value::as_str) == Some("default"))
-            .or_else(|| items.first())
-            .and_then(|i| i.get("template"))
-            .and_then(Value::as_str)
-            .map(str::to_string),
-        _ => None,
+            .filter_map(|i| {
+                let name = i.get("name")?.as_str()?;
+                let template = i.get("template")?.as_str()?;
+                Some((name.to_string(), template.to_string()))
+            })
+            .collect(),
+        _ => Vec::new(),
     }
 }
 

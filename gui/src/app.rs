@@ -369,7 +369,7 @@ impl MoescopeApp {
             if let Some(i) = picked {
                 let p = &self.prompt_set[i];
                 self.prompt = prompt_text(p);
-                self.chat = matches!(p.input, PromptInput::Messages(_));
+                self.chat = matches!(p.input, PromptInput::Chat { .. });
             }
         }
         ui.add(
@@ -910,12 +910,13 @@ fn path_row(
 fn prompt_text(p: &PromptRecord) -> String {
     match &p.input {
         PromptInput::Text(t) => t.clone(),
-        PromptInput::Messages(m) => m
+        PromptInput::Chat { messages, .. } => messages
             .iter()
             .rev()
-            .find(|m| m.role == "user")
-            .map(|m| m.content.clone())
-            .unwrap_or_default(),
+            .find(|m| m.role() == "user")
+            .and_then(|m| m.text())
+            .unwrap_or_default()
+            .to_string(),
     }
 }
 

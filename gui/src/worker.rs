@@ -9,8 +9,8 @@ use std::thread::JoinHandle;
 
 use candle_core::Device;
 use moescope_engine::{
-    trace_batch_streaming, CancelFlag, ChatMessage, Checkpoint, GenerateOptions, ModelConfig,
-    RoutingPolicy,
+    trace_batch_streaming, CancelFlag, ChatMessage, ChatOptions, Checkpoint, GenerateOptions,
+    ModelConfig, RoutingPolicy,
 };
 
 use moescope_analysis::Records;
@@ -152,15 +152,13 @@ impl Worker {
 
 /// Runs the baseline and, when asked, the steered generation, reporting as it goes.
 fn run_generation(ck: &Checkpoint, job: &GenerateJob, send: &impl Fn(Event)) {
-    let text = if job.chat {
-        ck.codec.apply_chat_template(&[ChatMessage {
-            role: "user".into(),
-            content: job.prompt.clone(),
-        }])
+    let ids = if job.chat {
+        let messages = [ChatMessage::new("user", &job.prompt)];
+        ck.codec.encode_chat(&messages, &ChatOptions::default())
     } else {
-        Ok(job.prompt.clone())
+        ck.codec.encode(&job.prompt)
     };
-    let prompt = match text.and_then(|t| ck.codec.encode(&t)) {
+    let prompt = match ids {
         Ok(p) if !p.is_empty() => p,
         Ok(_) => {
             send(Event::Failed("the prompt is empty; type some text".into()));

@@ -29,6 +29,10 @@ pub struct ExperimentConfig {
     /// CLI's `--dtype`.
     #[serde(default = "auto_dtype")]
     pub dtype: String,
+    /// Keyword arguments for the chat template (`[template_args]`, e.g. `enable_thinking =
+    /// false`), as the CLI's `--template-arg`; a prompt set's own `template_args` override them.
+    #[serde(default, skip_serializing_if = "serde_json::Map::is_empty")]
+    pub template_args: moescope_engine::TemplateArgs,
     /// Seed of the random expert draws and of the bootstrap.
     #[serde(default)]
     pub seed: u64,
@@ -215,6 +219,10 @@ impl ExperimentConfig {
                     e.name
                 );
             }
+        }
+        for name in self.template_args.keys() {
+            moescope_engine::chat::check_template_arg_name(name)
+                .map_err(|e| anyhow::anyhow!("[template_args]: {e}"))?;
         }
         if !["auto", "f32", "bf16", "f16"].contains(&self.dtype.as_str()) {
             bail!("dtype = \"{}\": use auto, f32, bf16 or f16", self.dtype);

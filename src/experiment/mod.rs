@@ -61,6 +61,11 @@ fn model_args(cfg: &ExperimentConfig, device: &str) -> ModelArgs {
         model: cfg.model.clone(),
         device: device.to_string(),
         dtype: cfg.dtype.clone(),
+        template_args: cfg
+            .template_args
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect(),
     }
 }
 
@@ -95,7 +100,7 @@ impl Setup {
             }
             let texts = records
                 .iter()
-                .map(|r| Ok(ck.codec.encode(&r.render(&ck.codec)?)?))
+                .map(|r| Ok(r.token_ids(&ck.codec)?))
                 .collect::<Result<Vec<_>>>()
                 .with_context(|| format!("rendering {}", path.display()))?;
             Ok((records, texts))
