@@ -38,7 +38,15 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         .collect();
     let [plain, captured] = measure(model, &prompts, args)?;
     let (peak_anon, peak_rss) = memory.finish();
-    let kernel = moescope_engine::kernels::active_path().name();
+    let path = moescope_engine::kernels::active_path();
+    let kernel = path.name();
+    let threshold = moescope_engine::kernels::broadcast_min_rows(path);
+    let broadcast = match (threshold.min_rows, threshold.measured) {
+        (usize::MAX, true) => "no broadcast kernel (measured)".to_string(),
+        (usize::MAX, false) => "no broadcast kernel".to_string(),
+        (n, true) => format!("broadcast kernel from {n} rows (measured)"),
+        (n, false) => format!("broadcast kernel from {n} rows"),
+    };
     let overhead = |a: f64, b: f64| (a / b - 1.0) * 100.0;
     let threads = candle_core::utils::get_num_threads();
     if args.json {
@@ -57,13 +65,15 @@ pub fn run(args: &BenchArgs) -> Result<()> {
                 "decode_tok_s_capture": captured.decode,
                 "dtype": format!("{:?}", model.dtype()).to_lowercase(),
                 "kernel": kernel,
+                "broadcast_min_rows": (threshold.min_rows != usize::MAX).then_some(threshold.min_rows),
+                "broadcast_measured": threshold.measured,
                 "peak_anon_bytes": peak_anon,
                 "peak_rss_bytes": peak_rss,
             })
         );
     } else {
         println!(
-            "model {} · {:?} · batch {} · prompt {} · decode {} · {threads} threads · {kernel} kernels · median of {}",
+            "model {} · {:?} · batch {} · prompt {} · decode {} · {threads} threads · {kernel} kernels, {broadcast} · median of {}",
             ck.dir.display(),
             model.dtype(),
             args.batch,

@@ -277,7 +277,8 @@ pub struct ModelArgs {
     /// Device to run on (`cpu`; `cuda:N` in builds with the cuda feature).
     #[arg(long, default_value = "cpu")]
     pub device: String,
-    /// Compute dtype: `f32`, `bf16`, `f16`, or `auto` (f32 on cpu, bf16 on cuda).
+    /// Compute dtype: `f32`, `bf16`, `f16`, or `auto` (the dtype the checkpoint stores its
+    /// weights in, as transformers loads it).
     #[arg(long, default_value = "auto")]
     pub dtype: String,
     /// A keyword argument for the chat template, written NAME=VALUE (repeatable), e.g.

@@ -40,6 +40,10 @@ impl Checkpoint {
             check_memory(dir, &weights, dtype)?;
         }
         let model = MoeModel::load(config, &weights)?;
+        if device.is_cpu() && dtype != DType::F32 {
+            // Which product kernel wins at which row count differs by CPU; measured once.
+            crate::kernels::calibrate();
+        }
         if codec.vocab_size() > model.config().vocab_size {
             return Err(EngineError::Tokenizer {
                 path: dir.join("tokenizer.json"),

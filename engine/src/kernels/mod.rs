@@ -10,11 +10,13 @@
 //! tested on every machine.
 
 mod bcast;
+mod calibrate;
 mod fp8;
 mod mxfp4;
 mod simd;
 mod tiles;
 
+pub use calibrate::{broadcast_min_rows, calibrate, BroadcastThreshold};
 pub use fp8::{e4m3_is_nan, e4m3_to_f32, Fp8Matrix};
 pub use mxfp4::{e8m0_to_f32, Mxfp4Matrix, MXFP4_BLOCK};
 
@@ -296,6 +298,20 @@ fn grouped_on(
     groups: &[RowGroup<'_>],
     out: &mut [f32],
 ) {
+    let min_rows = broadcast_min_rows(path).min_rows;
+    grouped_with(path, min_rows, x, k, m, groups, out);
+}
+
+/// [`grouped_on`] with groups of `min_rows` or more rows on the broadcast kernels.
+fn grouped_with(
+    path: KernelPath,
+    min_rows: usize,
+    x: &[f32],
+    k: usize,
+    m: usize,
+    groups: &[RowGroup<'_>],
+    out: &mut [f32],
+) {
     let n = x.len().checked_div(k).unwrap_or(0);
     assert_eq!(x.len(), n * k, "x must be [n, k]");
     assert_eq!(out.len(), n * m, "out must be [n, m]");
@@ -318,7 +334,7 @@ fn grouped_on(
     } else {
         KernelPath::Portable
     };
-    let x_prep = simd::Activations::prepare(path, groups, x, k);
+    let x_prep = simd::Activations::prepare(path, groups, x, k, min_rows);
     let threads = rayon::current_num_threads();
     let tasks: Vec<(usize, Range<usize>)> = groups
         .iter()

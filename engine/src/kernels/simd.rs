@@ -326,13 +326,20 @@ enum RowLayout<'a> {
 }
 
 impl<'a> Activations<'a> {
-    /// `x` (`[n, k]`) prepared for `path` and each of `groups`.
-    pub fn prepare(path: KernelPath, groups: &[RowGroup<'_>], x: &'a [f32], k: usize) -> Self {
+    /// `x` (`[n, k]`) prepared for `path` and each of `groups`, groups of `min_rows` or more
+    /// rows for a broadcast kernel.
+    pub fn prepare(
+        path: KernelPath,
+        groups: &[RowGroup<'_>],
+        x: &'a [f32],
+        k: usize,
+        min_rows: usize,
+    ) -> Self {
         let avx512 = matches!(path, KernelPath::Avx512 | KernelPath::Avx512Bf16);
         let columns: Vec<Option<Panels>> = groups
             .par_iter()
             .map(|g| {
-                (avx512 && g.rows.len() >= min_rows()).then(|| {
+                (avx512 && g.rows.len() >= min_rows).then(|| {
                     let rows = &x[g.rows.start * k..g.rows.end * k];
                     let bf16_weights = matches!(g.w, WeightMatrix::Dense(DenseMatrix::Bf16(_)));
                     let pairs_pay = g.rows.len() >= super::bcast::PAIRS_MIN_ROWS;
@@ -371,22 +378,6 @@ impl<'a> Activations<'a> {
 fn bf16_pairs() -> bool {
     static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
     *ON.get_or_init(|| std::env::var("MOESCOPE_BCAST_BF16").as_deref() != Ok("0"))
-}
-
-/// Fewest rows of a group for the broadcast kernel: `MOESCOPE_BCAST_MIN_ROWS` (benchmarks
-/// compare kernels with it; `0` turns the broadcast kernel off), else its own minimum.
-fn min_rows() -> usize {
-    static MIN: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
-    *MIN.get_or_init(|| {
-        match std::env::var("MOESCOPE_BCAST_MIN_ROWS")
-            .ok()
-            .and_then(|v| v.parse().ok())
-        {
-            Some(0) => usize::MAX,
-            Some(n) => n,
-            None => super::bcast::MIN_ROWS,
-        }
-    })
 }
 
 /// Runs one block of group `gi` (rows `rows`) on `path`, with `x` prepared for it by
