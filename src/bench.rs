@@ -40,12 +40,15 @@ pub fn run(args: &BenchArgs) -> Result<()> {
     let (peak_anon, peak_rss) = memory.finish();
     let path = moescope_engine::kernels::active_path();
     let kernel = path.name();
-    let threshold = moescope_engine::kernels::broadcast_min_rows(path);
-    let broadcast = match (threshold.min_rows, threshold.measured) {
-        (usize::MAX, true) => "no broadcast kernel (measured)".to_string(),
-        (usize::MAX, false) => "no broadcast kernel".to_string(),
-        (n, true) => format!("broadcast kernel from {n} rows (measured)"),
-        (n, false) => format!("broadcast kernel from {n} rows"),
+    let thresholds = moescope_engine::kernels::measured_thresholds();
+    let broadcast = if thresholds.is_empty() {
+        "no measured broadcast threshold".to_string()
+    } else {
+        let shapes: Vec<String> = thresholds
+            .iter()
+            .map(|(k, m, n)| format!("{k}→{m}: {n}"))
+            .collect();
+        format!("broadcast kernel from rows {}", shapes.join(", "))
     };
     let overhead = |a: f64, b: f64| (a / b - 1.0) * 100.0;
     let threads = candle_core::utils::get_num_threads();
@@ -65,8 +68,10 @@ pub fn run(args: &BenchArgs) -> Result<()> {
                 "decode_tok_s_capture": captured.decode,
                 "dtype": format!("{:?}", model.dtype()).to_lowercase(),
                 "kernel": kernel,
-                "broadcast_min_rows": (threshold.min_rows != usize::MAX).then_some(threshold.min_rows),
-                "broadcast_measured": threshold.measured,
+                "broadcast_min_rows": thresholds
+                    .iter()
+                    .map(|(k, m, n)| serde_json::json!({"k": k, "m": m, "min_rows": n}))
+                    .collect::<Vec<_>>(),
                 "peak_anon_bytes": peak_anon,
                 "peak_rss_bytes": peak_rss,
             })

@@ -41,8 +41,9 @@ impl Checkpoint {
         }
         let model = MoeModel::load(config, &weights)?;
         if device.is_cpu() && dtype != DType::F32 {
-            // Which product kernel wins at which row count differs by CPU; measured once.
-            crate::kernels::calibrate();
+            // Which product kernel wins at which row count differs by CPU and by shape; each
+            // shape is measured at its first product.
+            crate::kernels::enable_calibration();
         }
         if codec.vocab_size() > model.config().vocab_size {
             return Err(EngineError::Tokenizer {

@@ -1,84 +1,94 @@
 //! From how many activation rows the broadcast kernels ([`super::bcast`]) beat the row-tiled
-//! ones, measured on this CPU once per process.
+//! ones, measured on this CPU for each product shape a model runs.
 //!
-//! The crossover differs from machine to machine by more than any fixed number can cover
-//! (measured with `examples/kernel_bench.rs`, bf16 weights, 2 threads): on an Intel Xeon whose
-//! `vdpbf16ps` issues at half the f32 FMA rate the broadcast kernel wins from 12 rows; on an AMD
-//! Zen 5 core the bf16-pairs broadcast kernel wins from 17 rows; on an AMD Zen 4 core the
-//! row-tiled `vdpbf16ps` kernel wins up to 64 rows (1.2–2.3× at 12–32 rows). So loading a
-//! model on the cpu times both kernels on an expert-sized product at a ladder of row counts
-//! and keeps the broadcast kernels from the smallest count after which they are never clearly
-//! slower. Without a measurement (kernel tests, products outside a model) the fixed
-//! [`super::bcast::MIN_ROWS`] applies, and `MOESCOPE_BCAST_MIN_ROWS` overrides both.
+//! The crossover differs from machine to machine and from shape to shape by more than any fixed
+//! number can cover (measured with `examples/kernel_bench.rs`, bf16 weights, 2 threads): on an
+//! Intel Xeon whose `vdpbf16ps` issues at half the f32 FMA rate the broadcast kernel wins from
+//! 12 rows; on an AMD Zen 5 core the bf16-pairs broadcast kernel wins from 17 rows; on an AMD
+//! Zen 4 core the row-tiled `vdpbf16ps` kernel wins an expert's 2048 → 768 product up to 128
+//! rows and more, while the broadcast kernel wins a 2048 → 4096 attention projection at 128.
+//! So once a model has loaded on the cpu ([`enable`]), the first product of each shape
+//! `(k, m)` times both kernels on that shape at a ladder of row counts (synthetic values, a
+//! fraction of a second in all) and keeps the broadcast kernels from the smallest count after
+//! which they are never slower. Without [`enable`] (kernel tests, products outside a model)
+//! the fixed [`super::bcast::MIN_ROWS`] applies; `MOESCOPE_BCAST_MIN_ROWS` overrides both.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::OnceLock;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Mutex, OnceLock};
 use std::time::Instant;
 
 use half::bf16;
 
 use super::{grouped_with, DenseMatrix, KernelPath, RowGroup, WeightMatrix};
 
-/// Row counts timed, and the shared dimension and weight rows of the product timed (an
-/// expert-sized product: 1.5 MB of bf16 weights).
-const LADDER: [usize; 10] = [12, 16, 24, 32, 48, 64, 96, 128, 192, 256];
-const K: usize = 2048;
-const M: usize = 384;
-/// The row-tiled kernel must be this much faster before it replaces the broadcast kernel, so
-/// noise does not move the choice from run to run.
-const MARGIN: f64 = 1.2;
+/// Row counts timed.
+const LADDER: [usize; 5] = [12, 24, 48, 96, 192];
+/// Most arithmetic one timed product may take (2·n·k·m); larger counts of a shape are not timed.
+const MAX_FLOP: usize = 1 << 30;
 
-/// 0: not measured; otherwise the measured threshold + 1 (`usize::MAX` stays "never").
-static MEASURED: AtomicUsize = AtomicUsize::new(0);
+static ENABLED: AtomicBool = AtomicBool::new(false);
 
-/// What a calibration found.
+/// Measured thresholds by (path, k, m).
+type Thresholds = HashMap<(KernelPath, usize, usize), usize>;
+
+fn table() -> &'static Mutex<Thresholds> {
+    static TABLE: OnceLock<Mutex<Thresholds>> = OnceLock::new();
+    TABLE.get_or_init(|| Mutex::new(HashMap::new()))
+}
+
+/// From how many rows a product takes a broadcast kernel.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct BroadcastThreshold {
     /// Groups of at least this many rows take a broadcast kernel (`usize::MAX`: never).
     pub min_rows: usize,
-    /// Whether it was measured here, rather than the built-in default or the variable.
+    /// Whether it was measured on this CPU, rather than the built-in default or the variable.
     pub measured: bool,
 }
 
-/// Groups of at least this many rows take a broadcast kernel on `path`: the variable, else the
-/// measurement, else the built-in default.
-pub fn broadcast_min_rows(path: KernelPath) -> BroadcastThreshold {
-    if !matches!(path, KernelPath::Avx512 | KernelPath::Avx512Bf16) {
-        return BroadcastThreshold {
-            min_rows: usize::MAX,
-            measured: false,
-        };
+/// Lets later products measure their thresholds (a model has loaded on the cpu).
+pub fn enable() {
+    ENABLED.store(true, Ordering::Relaxed);
+}
+
+/// The threshold of a `k → m` product on `path`: the variable, else the measurement (taken now
+/// if calibration is enabled and this shape has none), else the built-in default.
+pub fn broadcast_min_rows(path: KernelPath, k: usize, m: usize) -> BroadcastThreshold {
+    let unmeasured = || BroadcastThreshold {
+        min_rows: unmeasured_min_rows(path),
+        measured: false,
+    };
+    if !matches!(path, KernelPath::Avx512 | KernelPath::Avx512Bf16)
+        || from_env().is_some()
+        || !ENABLED.load(Ordering::Relaxed)
+    {
+        return unmeasured();
     }
-    if let Some(n) = from_env() {
-        return BroadcastThreshold {
-            min_rows: n,
-            measured: false,
-        };
-    }
-    match MEASURED.load(Ordering::Relaxed) {
-        0 => BroadcastThreshold {
-            min_rows: super::bcast::MIN_ROWS,
-            measured: false,
-        },
-        n => BroadcastThreshold {
-            min_rows: if n == usize::MAX { n } else { n - 1 },
-            measured: true,
-        },
+    let mut table = table().lock().unwrap_or_else(|e| e.into_inner());
+    let min_rows = *table
+        .entry((path, k, m))
+        .or_insert_with(|| measure(path, k, m));
+    BroadcastThreshold {
+        min_rows,
+        measured: true,
     }
 }
 
-/// Measures the threshold on the active path, once per process (later calls return the first
-/// answer); a few tens of milliseconds. Call it outside parallel work, e.g. when a model loads.
-pub fn calibrate() -> BroadcastThreshold {
-    static ONCE: OnceLock<()> = OnceLock::new();
-    let path = super::active_path();
-    if matches!(path, KernelPath::Avx512 | KernelPath::Avx512Bf16) && from_env().is_none() {
-        ONCE.get_or_init(|| {
-            let n = measure(path);
-            MEASURED.store(if n == usize::MAX { n } else { n + 1 }, Ordering::Relaxed);
-        });
+/// The threshold without a measurement: none off AVX-512, else the variable, else the
+/// built-in default.
+pub(super) fn unmeasured_min_rows(path: KernelPath) -> usize {
+    if !matches!(path, KernelPath::Avx512 | KernelPath::Avx512Bf16) {
+        return usize::MAX;
     }
-    broadcast_min_rows(path)
+    from_env().unwrap_or(super::bcast::MIN_ROWS)
+}
+
+/// Every measured threshold so far, as `(k, m, min_rows)`, smallest shapes first.
+pub fn measured_thresholds() -> Vec<(usize, usize, usize)> {
+    let table = table().lock().unwrap_or_else(|e| e.into_inner());
+    let mut all: Vec<_> = table.iter().map(|(&(_, k, m), &n)| (k, m, n)).collect();
+    all.sort_unstable();
+    all
 }
 
 /// `MOESCOPE_BCAST_MIN_ROWS` (`0` turns the broadcast kernels off).
@@ -92,16 +102,23 @@ fn from_env() -> Option<usize> {
     })
 }
 
-/// The smallest ladder count from which the broadcast kernel is never `MARGIN` × slower.
-fn measure(path: KernelPath) -> usize {
-    let max_n = LADDER[LADDER.len() - 1];
-    let x: Vec<f32> = (0..max_n * K)
+/// Times both kernels on a `k → m` product at each ladder count within [`MAX_FLOP`] (best of
+/// three) and returns the smallest count from which the broadcast kernel is never slower;
+/// twice the largest count timed when it is slower even there.
+fn measure(path: KernelPath, k: usize, m: usize) -> usize {
+    let counts: Vec<usize> = LADDER
+        .iter()
+        .copied()
+        .filter(|&n| n == LADDER[0] || 2 * n * k * m <= MAX_FLOP)
+        .collect();
+    let max_n = counts[counts.len() - 1];
+    let x: Vec<f32> = (0..max_n * k)
         .map(|i| ((i % 97) as f32 - 48.0) / 64.0)
         .collect();
-    let w: Vec<bf16> = (0..M * K)
+    let w: Vec<bf16> = (0..m * k)
         .map(|i| bf16::from_f32(((i % 89) as f32 - 44.0) / 256.0))
         .collect();
-    let mut out = vec![0f32; max_n * M];
+    let mut out = vec![0f32; max_n * m];
     let mut time = |n: usize, min_rows: usize| -> f64 {
         let groups = [RowGroup {
             rows: 0..n,
@@ -113,21 +130,19 @@ fn measure(path: KernelPath) -> usize {
             grouped_with(
                 path,
                 min_rows,
-                &x[..n * K],
-                K,
-                M,
+                &x[..n * k],
+                k,
+                m,
                 &groups,
-                &mut out[..n * M],
+                &mut out[..n * m],
             );
             best = best.min(start.elapsed().as_secs_f64());
         }
         best
     };
-    let mut threshold = usize::MAX;
-    for &n in LADDER.iter().rev() {
-        let row_tiled = time(n, usize::MAX);
-        let broadcast = time(n, 1);
-        if broadcast > MARGIN * row_tiled {
+    let mut threshold = 2 * max_n;
+    for &n in counts.iter().rev() {
+        if time(n, 1) > time(n, usize::MAX) {
             break;
         }
         threshold = n;
@@ -140,15 +155,21 @@ mod tests {
     use super::*;
 
     #[test]
-    fn measurement_settles_on_a_ladder_count_or_never() {
-        // `measure`, not `calibrate`: the other kernel tests of this process keep the default.
+    fn measurement_settles_on_a_ladder_count_or_beyond() {
+        // `measure`, not `broadcast_min_rows` after `enable`: the other kernel tests of this
+        // process keep the default.
         for path in [KernelPath::Avx512, KernelPath::Avx512Bf16] {
             if path.supported() {
-                let n = measure(path);
-                assert!(n == usize::MAX || LADDER.contains(&n), "{path:?}: {n}");
+                for (k, m) in [(64, 48), (512, 256)] {
+                    let n = measure(path, k, m);
+                    assert!(LADDER.contains(&n) || n == 2 * LADDER[4], "{path:?}: {n}");
+                }
             }
         }
-        assert!(!broadcast_min_rows(KernelPath::Portable).measured);
-        assert_eq!(broadcast_min_rows(KernelPath::Avx2).min_rows, usize::MAX);
+        assert_eq!(
+            broadcast_min_rows(KernelPath::Avx2, 64, 64).min_rows,
+            usize::MAX
+        );
+        assert!(!broadcast_min_rows(KernelPath::Portable, 64, 64).measured);
     }
 }

@@ -16,7 +16,9 @@ mod mxfp4;
 mod simd;
 mod tiles;
 
-pub use calibrate::{broadcast_min_rows, calibrate, BroadcastThreshold};
+pub use calibrate::{
+    broadcast_min_rows, enable as enable_calibration, measured_thresholds, BroadcastThreshold,
+};
 pub use fp8::{e4m3_is_nan, e4m3_to_f32, Fp8Matrix};
 pub use mxfp4::{e8m0_to_f32, Mxfp4Matrix, MXFP4_BLOCK};
 
@@ -27,7 +29,7 @@ use half::{bf16, f16};
 use rayon::prelude::*;
 
 /// The instruction-set path the reduced-precision products run on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum KernelPath {
     /// Plain Rust, any CPU (what the compiler vectorises for the baseline target).
     Portable,
@@ -298,7 +300,13 @@ fn grouped_on(
     groups: &[RowGroup<'_>],
     out: &mut [f32],
 ) {
-    let min_rows = broadcast_min_rows(path).min_rows;
+    // Measured per shape for bf16 weights (see `calibrate`); other formats keep the default.
+    let min_rows = match groups.first().map(|g| g.w) {
+        Some(WeightMatrix::Dense(DenseMatrix::Bf16(_))) if path.supported() => {
+            broadcast_min_rows(path, k, m).min_rows
+        }
+        _ => calibrate::unmeasured_min_rows(path),
+    };
     grouped_with(path, min_rows, x, k, m, groups, out);
 }
 
