@@ -60,7 +60,7 @@ impl Export {
 
 /// Runs the statistic and writes its outputs.
 pub fn run(args: &AnalyzeArgs) -> Result<()> {
-    crate::commands::end_at_once_on_interrupt();
+    crate::session::end_at_once_on_interrupt();
     let (common, exports) = match &args.stat {
         Stat::Attribute(a) => return crate::attribute::run(a),
         Stat::Freq(common) => {
@@ -242,7 +242,7 @@ fn output_path(out: &Path, part: &str, suffix: &str) -> PathBuf {
 /// Writes every export as one output set (nothing lands unless all of them are complete, and
 /// a signal waits for the renames); returns the files written.
 pub fn write_exports(out: &Path, top: usize, exports: &[Export]) -> Result<Vec<PathBuf>> {
-    crate::commands::writing(|| {
+    crate::session::writing(|| {
         let mut set = OutputSet::new();
         for e in exports {
             write_ranking(&mut set, out, top, e)?;

@@ -14,7 +14,7 @@ use std::path::Path;
 
 use crate::analyze::{say_written, spin, write_exports, Export, PlotSpec};
 use crate::cli::AttributeArgs;
-use crate::commands::load;
+use crate::session::load;
 
 /// Runs the attribution and writes its tables and plots.
 pub fn run(args: &AttributeArgs) -> Result<()> {

@@ -13,7 +13,7 @@ use moescope_engine::{
 };
 
 use crate::cli::BenchArgs;
-use crate::commands::load;
+use crate::session::load;
 
 /// Throughputs of one configuration, in tokens per second.
 struct Throughput {

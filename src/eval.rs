@@ -12,7 +12,7 @@ use moescope_engine::{
 };
 
 use crate::cli::EvalArgs;
-use crate::commands::{load, steering_policy};
+use crate::session::{load, steering_policy};
 
 /// A metric asked for on the command line.
 enum Metric {
@@ -41,7 +41,7 @@ fn parse_metric(spec: &str) -> Result<Metric> {
 
 /// Runs the evaluation and prints the report.
 pub fn run(args: &EvalArgs) -> Result<()> {
-    crate::commands::end_at_once_on_interrupt();
+    crate::session::end_at_once_on_interrupt();
     if args.batch == 0 || !(args.level > 0.0 && args.level < 1.0) {
         bail!("--batch must be at least 1 and --level between 0 and 1");
     }

@@ -9,6 +9,7 @@ mod commands;
 mod eval;
 mod experiment;
 mod record;
+mod session;
 
 use std::process::ExitCode;
 
@@ -21,7 +22,7 @@ fn main() -> ExitCode {
     restore_default_sigpipe();
     let cli = cli::Cli::parse();
     match commands::run(cli) {
-        Ok(()) if commands::was_interrupted() => ExitCode::from(EXIT_INTERRUPTED),
+        Ok(()) if session::was_interrupted() => ExitCode::from(EXIT_INTERRUPTED),
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");

@@ -16,7 +16,7 @@ use moescope_engine::{
 use sha2::{Digest, Sha256};
 
 use crate::cli::RecordArgs;
-use crate::commands::{interrupt_flag, load, steering_policy};
+use crate::session::{interrupt_flag, load, steering_policy};
 
 /// Runs `moescope record`.
 pub fn run(args: &RecordArgs) -> Result<()> {

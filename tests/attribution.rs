@@ -50,6 +50,37 @@ fn batched_target_scoring_matches_the_sequential_scorer() {
 }
 
 #[test]
+fn a_generated_scoped_intervention_is_scored_alike_by_eval_and_attribution() {
+    let ck = model();
+    let pairs = pairs(&ck);
+    let layer = ck.model.config().moe_layers()[0];
+    // Mask two experts of the first MoE layer on generated tokens only: the targets' scores
+    // change, and eval and attribution must see the same change.
+    let mut policy = RoutingPolicy::new();
+    for e in 0..2 {
+        policy.edit(layer, e, ExpertEdit::Mask, Scope::Generated);
+    }
+    let unsteered = target_logprobs(&ck.model, &RoutingPolicy::new(), &pairs, 3).unwrap();
+    let attributed = target_logprobs(&ck.model, &policy, &pairs, 3).unwrap();
+    let (metric, _) = gate_gradients(&ck.model, &policy, &pairs).unwrap();
+    let mut changed = false;
+    for (((c, t), a), u) in pairs.iter().zip(&attributed).zip(&unsteered) {
+        let (evaluated, _) = continuation_logprob(&ck.model, &policy, c, t).unwrap();
+        assert!(
+            (evaluated - a).abs() <= 1e-4 * evaluated.abs().max(1.0),
+            "eval scores {evaluated}, attribution {a}"
+        );
+        changed |= (a - u).abs() > 1e-3 * u.abs().max(1.0);
+    }
+    assert!(changed, "the scoped mask must change some target's score");
+    let total: f64 = attributed.iter().sum();
+    assert!(
+        (metric - total).abs() <= 1e-4 * total.abs(),
+        "{metric} vs {total}"
+    );
+}
+
+#[test]
 fn gate_gradients_match_finite_differences_of_weight_scaling() {
     let ck = model();
     let pairs = pairs(&ck);

@@ -15,7 +15,8 @@ use parquet::arrow::arrow_reader::{
 use parquet::arrow::ProjectionMask;
 
 use crate::error::{AnalysisError, Result};
-use crate::records::SCHEMA_VERSION;
+/// Version of the records format written and read by this build.
+pub const SCHEMA_VERSION: u32 = 1;
 
 /// Batches of a file, in file order.
 pub type BatchIter = Box<dyn Iterator<Item = Result<RecordBatch>>>;

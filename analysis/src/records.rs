@@ -27,8 +27,7 @@ use parquet::file::properties::WriterProperties;
 use crate::error::{AnalysisError, Result};
 use crate::read::{read_batches, read_batches_parallel};
 
-/// Version of the records format written by this build.
-pub const SCHEMA_VERSION: u32 = 1;
+pub use crate::read::SCHEMA_VERSION;
 /// The long routing table.
 pub const ROUTING_FILE: &str = "routing.parquet";
 /// The sequences side table.

@@ -5,36 +5,14 @@
 
 use std::collections::BTreeMap;
 
-use candle_core::{DType, Tensor, Var, D};
+use candle_core::{DType, Tensor, D};
 
 use crate::error::{EngineError, Result};
+use crate::gates::ExpertGates;
 use crate::generate::left_pad;
+use crate::logprob::continuation_logits;
 use crate::model::{ForwardOptions, KvCache, MoeModel};
 use crate::policy::RoutingPolicy;
-
-/// A multiplicative gate of 1 on every routed expert's output at every MoE layer, as candle
-/// variables, so a backward pass yields each expert's gate gradient.
-pub struct ExpertGates {
-    layers: BTreeMap<usize, Var>,
-}
-
-impl ExpertGates {
-    /// Gates of 1 for every MoE layer of `model`.
-    pub fn new(model: &MoeModel) -> Result<Self> {
-        let c = model.config();
-        let mut layers = BTreeMap::new();
-        for l in c.moe_layers() {
-            let ones = Tensor::ones(c.moe.num_experts, model.dtype(), model.device())?;
-            layers.insert(l, Var::from_tensor(&ones)?);
-        }
-        Ok(Self { layers })
-    }
-
-    /// The gate vector `[experts]` of `layer`, if it is an MoE layer.
-    pub fn layer(&self, layer: usize) -> Option<&Tensor> {
-        self.layers.get(&layer).map(|v| v.as_tensor())
-    }
-}
 
 /// A context and the continuation whose log-probability is the metric.
 pub type ScoredPair = (Vec<u32>, Vec<u32>);
@@ -48,8 +26,10 @@ fn check(pairs: &[ScoredPair]) -> Result<()> {
     Ok(())
 }
 
-/// `Σ_j log p(target_j | context, target_<j)` of each pair under `policy`, `batch` pairs per
-/// padded forward pass. Every token is a prompt token for scoped interventions.
+/// `Σ_j log p(target_j | context, target_<j)` of each pair under `policy`, as
+/// [`continuation_logits`] scores it (the target as generated tokens). Where no intervention
+/// is scoped to one phase, both phases route alike and `batch` pairs share one padded forward
+/// pass; otherwise each pair runs as context then continuation.
 pub fn target_logprobs(
     model: &MoeModel,
     policy: &RoutingPolicy,
@@ -57,6 +37,12 @@ pub fn target_logprobs(
     batch: usize,
 ) -> Result<Vec<f64>> {
     check(pairs)?;
+    if policy.is_phase_scoped() {
+        return pairs
+            .iter()
+            .map(|(c, t)| Ok(crate::scoring::continuation_logprob(model, policy, c, t)?.0))
+            .collect();
+    }
     let mut out = Vec::with_capacity(pairs.len());
     for chunk in pairs.chunks(batch.max(1)) {
         let seqs: Vec<Vec<u32>> = chunk
@@ -96,26 +82,29 @@ pub fn gate_gradients(
     pairs: &[ScoredPair],
 ) -> Result<(f64, BTreeMap<usize, Vec<f64>>)> {
     check(pairs)?;
-    let gates = ExpertGates::new(model)?;
+    let gates = ExpertGates::new(model.config(), model.dtype(), model.device())?;
     let mut total = 0.0;
     let mut grads: BTreeMap<usize, Vec<f64>> = BTreeMap::new();
     for (c, t) in pairs {
-        let seq = [c.as_slice(), &t[..t.len() - 1]].concat();
-        let logits = model.forward(
-            std::slice::from_ref(&seq),
-            &[vec![true; seq.len()]],
-            &mut KvCache::new(),
-            ForwardOptions::scoring(policy, Some(&gates)),
-        )?;
-        let logp = candle_nn::ops::log_softmax(
-            &logits.get(0)?.narrow(0, c.len() - 1, t.len())?,
-            D::Minus1,
-        )?;
+        let target_logits = if policy.is_phase_scoped() {
+            continuation_logits(model, policy, Some(&gates), c, t)?
+        } else {
+            // Both phases route alike: one pass over context and target together.
+            let seq = [c.as_slice(), &t[..t.len() - 1]].concat();
+            let logits = model.forward(
+                std::slice::from_ref(&seq),
+                &[vec![true; seq.len()]],
+                &mut KvCache::new(),
+                ForwardOptions::scoring(policy, Some(&gates)),
+            )?;
+            logits.get(0)?.narrow(0, c.len() - 1, t.len())?
+        };
+        let logp = candle_nn::ops::log_softmax(&target_logits, D::Minus1)?;
         let ids = Tensor::new(t.as_slice(), model.device())?.unsqueeze(1)?;
         let metric = logp.gather(&ids, 1)?.sum_all()?;
         total += f64::from(metric.to_scalar::<f32>()?);
         let store = metric.backward()?;
-        for (&layer, var) in &gates.layers {
+        for (layer, var) in gates.vars() {
             let g: Vec<f32> = match store.get(var.as_tensor()) {
                 Some(g) => g.to_dtype(DType::F32)?.to_vec1()?,
                 None => vec![0.0; model.config().moe.num_experts],

@@ -3,6 +3,7 @@
 //! strong distribution finds plausible (`p_strong ≥ α · max p_strong`).
 
 use crate::config::ModelConfig;
+use crate::logprob::log_softmax;
 use crate::policy::{RoutingPolicy, Scope};
 
 /// The weak routing and the two constants of self-contrast decoding.
@@ -54,13 +55,6 @@ impl SelfContrast {
             })
             .collect()
     }
-}
-
-/// `x − logsumexp(x)`, computed stably.
-pub fn log_softmax(x: &[f32]) -> Vec<f32> {
-    let max = x.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-    let lse = max + x.iter().map(|v| (v - max).exp()).sum::<f32>().ln();
-    x.iter().map(|v| v - lse).collect()
 }
 
 #[cfg(test)]

@@ -4,9 +4,9 @@
 use candle_core::{DType, Device, Tensor};
 
 use crate::attention::{Attention, LayerKv};
-use crate::attribution::ExpertGates;
 use crate::config::{FfnKind, ModelConfig};
 use crate::error::{EngineError, Result};
+use crate::gates::ExpertGates;
 use crate::hooks::Recorder;
 use crate::layers::{Linear, RmsNorm, SwiGlu};
 use crate::mla::MlaAttention;

@@ -3,10 +3,10 @@
 
 use candle_core::{DType, Device, Tensor};
 
-use crate::attribution::ExpertGates;
 use crate::config::{Architecture, MoeSpec};
 use crate::error::Result;
 use crate::experts::RoutedExperts;
+use crate::gates::ExpertGates;
 use crate::hooks::{CaptureData, HookPoint, MoeHook, Recorder};
 use crate::layers::{Linear, SwiGlu};
 use crate::policy::{Phase, RoutingPolicy};

@@ -186,6 +186,15 @@ impl RoutingPolicy {
             .all(|p| p.edits.is_empty() && p.top_k.is_none())
     }
 
+    /// Whether some intervention applies to prompt tokens only or to generated tokens only, so
+    /// a text scored as context plus continuation must run them in their phases.
+    pub fn is_phase_scoped(&self) -> bool {
+        self.layers.values().any(|p| {
+            p.edits.iter().any(|e| e.scope != Scope::Both)
+                || p.top_k.is_some_and(|(_, s)| s != Scope::Both)
+        })
+    }
+
     /// Adds an edit of `expert` at `layer`.
     pub fn edit(
         &mut self,

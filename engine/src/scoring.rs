@@ -3,52 +3,22 @@
 
 use candle_core::Tensor;
 
-use crate::contrast::log_softmax;
 use crate::error::{EngineError, Result};
-use crate::model::{ForwardOptions, KvCache, LogitsFor, MoeModel};
-use crate::policy::{Phase, RoutingPolicy};
+use crate::logprob::{continuation_logits, log_softmax};
+use crate::model::{ForwardOptions, KvCache, MoeModel};
+use crate::policy::RoutingPolicy;
 
-/// Sum of `log p(continuation | context)` over the continuation's tokens, and their count. The
-/// context runs as prompt tokens and the continuation as generated tokens, as in generation, so
-/// scoped interventions apply as they would there.
+/// Sum of `log p(continuation | context)` over the continuation's tokens, and their count,
+/// scored as [`continuation_logits`] runs them (the context as prompt tokens, the continuation
+/// as generated tokens).
 pub fn continuation_logprob(
     model: &MoeModel,
     policy: &RoutingPolicy,
     context: &[u32],
     continuation: &[u32],
 ) -> Result<(f64, usize)> {
-    if context.is_empty() || continuation.is_empty() {
-        return Err(EngineError::InvalidInput(
-            "scoring a continuation needs a non-empty context and continuation".into(),
-        ));
-    }
-    let mut cache = KvCache::new();
-    let mut run = |tokens: &[u32], phase, logits_for| {
-        let opts = ForwardOptions {
-            policy,
-            phase,
-            recorder: None,
-            logits_for,
-            gates: None,
-        };
-        model.forward(
-            &[tokens.to_vec()],
-            &[vec![true; tokens.len()]],
-            &mut cache,
-            opts,
-        )
-    };
-    let first = run(context, Phase::Prompt, LogitsFor::Last)?;
-    let mut total = token_logprobs(&first, &continuation[..1])?;
-    if continuation.len() > 1 {
-        let rest = run(
-            &continuation[..continuation.len() - 1],
-            Phase::Generated,
-            LogitsFor::All,
-        )?;
-        total += token_logprobs(&rest, &continuation[1..])?;
-    }
-    Ok((total, continuation.len()))
+    let logits = continuation_logits(model, policy, None, context, continuation)?;
+    Ok((token_logprobs(&logits, continuation)?, continuation.len()))
 }
 
 /// Negative log-likelihood of `tokens[1..]` given what precedes each, summed, and the number of
@@ -71,12 +41,15 @@ pub fn sequence_nll(
         &mut KvCache::new(),
         opts,
     )?;
-    Ok((-token_logprobs(&logits, &tokens[1..])?, tokens.len() - 1))
+    Ok((
+        -token_logprobs(&logits.squeeze(0)?, &tokens[1..])?,
+        tokens.len() - 1,
+    ))
 }
 
-/// Sum over positions of `log softmax(logits[0, t])[targets[t]]`.
+/// Sum over positions of `log softmax(logits[t])[targets[t]]` for `logits` `[positions, vocab]`.
 fn token_logprobs(logits: &Tensor, targets: &[u32]) -> Result<f64> {
-    let rows: Vec<Vec<f32>> = logits.squeeze(0)?.to_vec2()?;
+    let rows: Vec<Vec<f32>> = logits.to_vec2()?;
     let total: f64 = rows
         .iter()
         .zip(targets)

@@ -26,9 +26,9 @@ use moescope_engine::{
 use crate::analyze::{npmi_event, spin, write_exports, Export, PlotSpec};
 use crate::attribute::{attribution_ranking, prompts_with_label, scored_pairs};
 use crate::cli::{ExperimentArgs, ExperimentCommand, ExperimentRunArgs, ModelArgs};
-use crate::commands::{interrupt_flag, load};
 use crate::eval::{answer_hits, perplexity, rule_hits, Evaluator};
 use crate::record::{record, RecordJob};
+use crate::session::{interrupt_flag, load};
 
 pub use config::ExperimentConfig;
 use report::{Condition, Report, Selection};

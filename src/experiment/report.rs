@@ -352,7 +352,7 @@ impl<'a> Report<'a> {
     /// Writes every file of the report; `complete` marks a finished run.
     /// The files land together: a failed write leaves the previous version of every one.
     pub fn write(&self, complete: bool) -> Result<()> {
-        crate::commands::writing(|| {
+        crate::session::writing(|| {
             let mut set = OutputSet::new();
             let results = self.results_table();
             results.write_parquet(&mut set, &self.out.join("results.parquet"))?;
