@@ -7,7 +7,7 @@ use candle_core::DType;
 use moescope_engine::config::QkNorm;
 use moescope_engine::{
     generate, CaptureData, ChatMessage, ChatOptions, Checkpoint, CheckpointSummary,
-    GenerateOptions, MoeHook, Recorder, RoutingPolicy, SelfContrast,
+    GenerateOptions, GenerateRequest, MoeHook, Recorder, RoutingPolicy, SelfContrast,
 };
 
 use crate::cli::{Cli, Command, GenerateArgs, GuiArgs, ModelArgs};
@@ -260,12 +260,15 @@ fn generate_cmd(args: &GenerateArgs) -> Result<()> {
         print!("{text}");
         std::io::stdout().flush()?;
         let mut streamer = Streamer::default();
+        let request = GenerateRequest {
+            model: &ck.model,
+            codec: Some(&ck.codec),
+            policy: &policy,
+            options: &opts,
+        };
         let out = generate(
-            &ck.model,
-            Some(&ck.codec),
+            &request,
             prompts,
-            &opts,
-            &policy,
             args.show_routing.then_some(&mut recorder),
             |_, t| streamer.push(&ck, t),
         )?
@@ -274,23 +277,23 @@ fn generate_cmd(args: &GenerateArgs) -> Result<()> {
         out
     } else {
         let none = RoutingPolicy::new();
-        let base = generate(
-            &ck.model,
-            Some(&ck.codec),
-            prompts,
-            &opts,
-            &none,
-            None,
-            |_, _| {},
-        )?
+        let base = GenerateRequest {
+            model: &ck.model,
+            codec: Some(&ck.codec),
+            policy: &none,
+            options: &opts,
+        }
+        .run(prompts)?
         .remove(0);
         let rec = args.show_routing.then_some(&mut recorder);
         let steered = generate(
-            &ck.model,
-            Some(&ck.codec),
+            &GenerateRequest {
+                model: &ck.model,
+                codec: Some(&ck.codec),
+                policy: &policy,
+                options: &opts,
+            },
             prompts,
-            &opts,
-            &policy,
             rec,
             |_, _| {},
         )?

@@ -8,7 +8,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use moescope_analysis::{bootstrap_mean, bootstrap_ratio, Estimate, RuleSet};
 use moescope_engine::scoring::{continuation_logprob, sequence_nll};
 use moescope_engine::{
-    generate, load_prompt_set, Checkpoint, GenerateOptions, PromptRecord, RoutingPolicy,
+    load_prompt_set, Checkpoint, GenerateOptions, GenerateRequest, PromptRecord, RoutingPolicy,
 };
 
 use crate::cli::EvalArgs;
@@ -114,15 +114,13 @@ impl Evaluator<'_> {
         let mut out = Vec::with_capacity(texts.len());
         for chunk in texts.chunks(self.batch.max(1)) {
             let model = &self.ck.model;
-            let generated = generate(
+            let generated = GenerateRequest {
                 model,
-                Some(&self.ck.codec),
-                chunk,
-                &opts,
-                self.policy,
-                None,
-                |_, _| {},
-            )?;
+                codec: Some(&self.ck.codec),
+                policy: self.policy,
+                options: &opts,
+            }
+            .run(chunk)?;
             out.extend(generated.into_iter().map(|g| g.text));
             self.bar.inc(chunk.len() as u64);
         }

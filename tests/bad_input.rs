@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use candle_core::Device;
 use common::{add_sparse_tensor, fixture};
-use moescope_engine::{generate, Checkpoint, EngineError, GenerateOptions, RoutingPolicy};
+use moescope_engine::{Checkpoint, EngineError, GenerateOptions, GenerateRequest, RoutingPolicy};
 use serde_json::Value;
 
 /// A temporary copy of a fixture, removed on drop.
@@ -290,30 +290,26 @@ fn prompt_longer_than_the_context_is_refused() {
         max_new_tokens: 4,
         ..Default::default()
     };
-    let err = generate(
-        &ck.model,
-        Some(&ck.codec),
-        &prompt,
-        &opts,
-        &RoutingPolicy::new(),
-        None,
-        |_, _| {},
-    )
+    let err = GenerateRequest {
+        model: &ck.model,
+        codec: Some(&ck.codec),
+        policy: &RoutingPolicy::new(),
+        options: &opts,
+    }
+    .run(&prompt)
     .unwrap_err();
     assert!(matches!(err, EngineError::InvalidInput(_)));
     names(
         &err.to_string(),
         &["exceeds the model's context", "max_position_embeddings"],
     );
-    let err = generate(
-        &ck.model,
-        None,
-        &[vec![9999]],
-        &opts,
-        &RoutingPolicy::new(),
-        None,
-        |_, _| {},
-    )
+    let err = GenerateRequest {
+        model: &ck.model,
+        codec: None,
+        policy: &RoutingPolicy::new(),
+        options: &opts,
+    }
+    .run(&[vec![9999]])
     .unwrap_err();
     names(&err.to_string(), &["9999", "vocabulary"]);
 }

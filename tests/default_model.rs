@@ -5,7 +5,9 @@
 use std::path::{Path, PathBuf};
 
 use candle_core::Device;
-use moescope_engine::{generate, load_prompt_set, Checkpoint, GenerateOptions, RoutingPolicy};
+use moescope_engine::{
+    load_prompt_set, Checkpoint, GenerateOptions, GenerateRequest, RoutingPolicy,
+};
 
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -23,15 +25,13 @@ fn answers(ck: &Checkpoint, set: &Path, n: usize, max_tokens: usize) -> Vec<Stri
         max_new_tokens: max_tokens,
         ..Default::default()
     };
-    generate(
-        &ck.model,
-        Some(&ck.codec),
-        &prompts,
-        &opts,
-        &RoutingPolicy::new(),
-        None,
-        |_, _| {},
-    )
+    GenerateRequest {
+        model: &ck.model,
+        codec: Some(&ck.codec),
+        policy: &RoutingPolicy::new(),
+        options: &opts,
+    }
+    .run(&prompts)
     .unwrap()
     .into_iter()
     .map(|g| g.text)

@@ -6,7 +6,7 @@ mod common;
 use candle_core::Device;
 use common::{fixture, Golden};
 use moescope_engine::{
-    generate, trace_batch_streaming, CancelFlag, Checkpoint, GenerateOptions, RoutingPolicy,
+    trace_batch_streaming, CancelFlag, Checkpoint, GenerateOptions, GenerateRequest, RoutingPolicy,
     SelfContrast, StopReason,
 };
 
@@ -23,15 +23,13 @@ fn run(
     opts: &GenerateOptions,
 ) -> moescope_engine::Generated {
     let ck = Checkpoint::open(dir, &Device::Cpu).unwrap();
-    generate(
-        &ck.model,
-        Some(&ck.codec),
-        prompt,
-        opts,
-        &RoutingPolicy::new(),
-        None,
-        |_, _| {},
-    )
+    GenerateRequest {
+        model: &ck.model,
+        codec: Some(&ck.codec),
+        policy: &RoutingPolicy::new(),
+        options: opts,
+    }
+    .run(prompt)
     .unwrap()
     .remove(0)
 }
@@ -157,15 +155,13 @@ fn self_contrast_reduces_to_greedy_when_it_should() {
             contrast: Some(contrast),
             ..Default::default()
         };
-        generate(
-            &ck.model,
-            None,
-            &prompt,
-            &opts,
-            &RoutingPolicy::new(),
-            None,
-            |_, _| {},
-        )
+        GenerateRequest {
+            model: &ck.model,
+            codec: None,
+            policy: &RoutingPolicy::new(),
+            options: &opts,
+        }
+        .run(&prompt)
         .unwrap()
         .remove(0)
         .tokens

@@ -16,8 +16,8 @@ mod common;
 
 use common::{fixture_model, meta, run_case, test_device, Golden, FIXTURES};
 use moescope_engine::{
-    generate, Capture, CaptureData, Checkpoint, ForwardOptions, GenerateOptions, KvCache,
-    LogitsFor, MoeHook, Phase, Recorder, RoutingPolicy,
+    generate, Capture, CaptureData, Checkpoint, ForwardOptions, GenerateOptions, GenerateRequest,
+    KvCache, LogitsFor, MoeHook, Phase, Recorder, RoutingPolicy,
 };
 
 const LOGIT_RTOL: f32 = 1e-4;
@@ -142,15 +142,13 @@ fn check_greedy(name: &str, ck: &Checkpoint, golden: &Golden, case: &str) {
         ignore_eos: true,
         ..Default::default()
     };
-    let out = generate(
-        &ck.model,
-        Some(&ck.codec),
-        &prompts,
-        &opts,
-        &RoutingPolicy::new(),
-        None,
-        |_, _| {},
-    )
+    let out = GenerateRequest {
+        model: &ck.model,
+        codec: Some(&ck.codec),
+        policy: &RoutingPolicy::new(),
+        options: &opts,
+    }
+    .run(&prompts)
     .unwrap();
     for (row, (g, e)) in out.iter().zip(&expected).enumerate() {
         assert_eq!(&g.tokens, e, "{name}/{case} row {row} greedy tokens");
@@ -281,11 +279,13 @@ fn masked_expert_is_never_chosen() {
             ..Default::default()
         };
         generate(
-            &ck.model,
-            None,
+            &GenerateRequest {
+                model: &ck.model,
+                codec: None,
+                policy: &policy,
+                options: &opts,
+            },
             &prompts,
-            &opts,
-            &policy,
             Some(&mut rec),
             |_, _| {},
         )

@@ -102,17 +102,42 @@ pub struct Generated {
     pub stop: StopReason,
 }
 
-/// Generates a continuation of every prompt in one batch. `on_token(row, token)` is called
-/// as each token is accepted, for streaming output.
+/// What a generation runs: the model, its tokenizer (for text and stop strings), the routing
+/// policy and the sampling options; one request serves any prompts.
+#[derive(Clone, Copy)]
+pub struct GenerateRequest<'a> {
+    /// The model.
+    pub model: &'a MoeModel,
+    /// The tokenizer, for the generated text and stop strings; `None` leaves `text` empty.
+    pub codec: Option<&'a TextCodec>,
+    /// The interventions on routing (empty: the model as trained).
+    pub policy: &'a RoutingPolicy,
+    /// Length, sampling, stop strings, self-contrast and cancellation.
+    pub options: &'a GenerateOptions,
+}
+
+impl GenerateRequest<'_> {
+    /// Generates a continuation of every prompt, recording nothing and streaming nothing.
+    pub fn run(&self, prompts: &[Vec<u32>]) -> Result<Vec<Generated>> {
+        generate(self, prompts, None, |_, _| {})
+    }
+}
+
+/// Generates a continuation of every prompt in one batch, with `recorder` subscribed to the
+/// hooks if given. `on_token(row, token)` is called as each token is accepted, for streaming
+/// output.
 pub fn generate(
-    model: &MoeModel,
-    codec: Option<&TextCodec>,
+    request: &GenerateRequest<'_>,
     prompts: &[Vec<u32>],
-    opts: &GenerateOptions,
-    policy: &RoutingPolicy,
     mut recorder: Option<&mut Recorder>,
     mut on_token: impl FnMut(usize, u32),
 ) -> Result<Vec<Generated>> {
+    let GenerateRequest {
+        model,
+        codec,
+        policy,
+        options: opts,
+    } = *request;
     if prompts.is_empty() || prompts.iter().any(Vec::is_empty) {
         return Err(EngineError::InvalidInput(
             "every prompt needs at least one token".into(),

@@ -40,7 +40,7 @@ pub use config::{Architecture, ModelConfig};
 pub use contrast::SelfContrast;
 pub use error::{EngineError, Result};
 pub use gates::ExpertGates;
-pub use generate::{generate, CancelFlag, GenerateOptions, Generated, StopReason};
+pub use generate::{generate, CancelFlag, GenerateOptions, GenerateRequest, Generated, StopReason};
 pub use hooks::{Capture, CaptureData, HookPattern, HookPoint, MoeHook, Recorder};
 pub use model::{ForwardOptions, KvCache, LogitsFor, MoeModel};
 pub use policy::{ExpertEdit, Phase, RoutingPolicy, Scope};

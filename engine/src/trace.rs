@@ -6,7 +6,9 @@
 use std::collections::BTreeMap;
 
 use crate::error::{EngineError, Result};
-use crate::generate::{generate, left_pad, GenerateOptions, Generated, StopReason};
+use crate::generate::{
+    generate, left_pad, GenerateOptions, GenerateRequest, Generated, StopReason,
+};
 use crate::hooks::{Capture, CaptureData, HookPoint, MoeHook, Recorder};
 use crate::model::{ForwardOptions, KvCache, LogitsFor, MoeModel};
 use crate::policy::{Phase, RoutingPolicy};
@@ -115,15 +117,13 @@ pub fn trace_batch_streaming(
         forward_prompts(model, prompts, policy, &mut recorder)?;
         None
     } else {
-        Some(generate(
+        let request = GenerateRequest {
             model,
             codec,
-            prompts,
-            opts,
             policy,
-            Some(&mut recorder),
-            on_token,
-        )?)
+            options: opts,
+        };
+        Some(generate(&request, prompts, Some(&mut recorder), on_token)?)
     };
     let calls = captures_by_call(recorder.take());
     let longest = prompts.iter().map(Vec::len).max().unwrap_or(0);
