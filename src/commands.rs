@@ -340,11 +340,11 @@ fn prompt_input(ck: &Checkpoint, args: &GenerateArgs) -> Result<(String, Vec<u32
                 messages.push(ChatMessage::new("system", s));
             }
             messages.push(ChatMessage::new("user", user));
-            let options = ChatOptions::default();
-            Ok((
-                ck.codec.apply_chat_template(&messages, &options)?,
-                ck.codec.encode_chat(&messages, &options)?,
-            ))
+            let text = ck
+                .codec
+                .apply_chat_template(&messages, &ChatOptions::default())?;
+            let ids = ck.codec.encode_rendered_chat(&text)?;
+            Ok((text, ids))
         }
         (None, None) => bail!("give --prompt TEXT or --chat MESSAGE"),
     }

@@ -118,7 +118,8 @@ pub fn record(job: &RecordJob<'_>, stop: &AtomicBool) -> Result<Recorded> {
         .with_context(|| format!("rendering {}", job.prompts.display()))?;
     let encoded: Vec<Vec<u32>> = records
         .iter()
-        .map(|r| r.token_ids(&ck.codec))
+        .zip(&rendered)
+        .map(|(r, text)| r.token_ids_of(&ck.codec, text))
         .collect::<std::result::Result<_, _>>()?;
     if let Some(i) = encoded.iter().position(Vec::is_empty) {
         bail!(

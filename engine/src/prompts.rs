@@ -56,9 +56,14 @@ impl PromptRecord {
     /// The token ids the model is fed: raw text encoded as it is, a conversation rendered and
     /// encoded as transformers' `apply_chat_template(tokenize=True)` encodes it.
     pub fn token_ids(&self, codec: &TextCodec) -> Result<Vec<u32>> {
+        self.token_ids_of(codec, &self.render(codec)?)
+    }
+
+    /// [`PromptRecord::token_ids`] of this prompt's text as [`PromptRecord::render`] gave it.
+    pub fn token_ids_of(&self, codec: &TextCodec, rendered: &str) -> Result<Vec<u32>> {
         match &self.input {
-            PromptInput::Text(t) => codec.encode(t),
-            PromptInput::Chat { messages, options } => codec.encode_chat(messages, options),
+            PromptInput::Text(_) => codec.encode(rendered),
+            PromptInput::Chat { .. } => codec.encode_rendered_chat(rendered),
         }
     }
 }

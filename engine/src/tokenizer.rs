@@ -60,24 +60,20 @@ impl TextCodec {
         };
         // As in transformers, a `chat_template.jinja` file takes priority over the config's entry.
         let jinja_path = dir.join("chat_template.jinja");
-        let template_path = if jinja_path.exists() {
-            jinja_path.clone()
-        } else {
-            config_path.clone()
-        };
-        let chat_templates = if jinja_path.exists() {
+        let (chat_templates, template_path) = if jinja_path.exists() {
             let source =
                 std::fs::read_to_string(&jinja_path).map_err(|source| EngineError::Io {
                     path: jinja_path.clone(),
                     source,
                 })?;
-            vec![("default".to_string(), source)]
+            (vec![("default".to_string(), source)], jinja_path)
         } else {
-            tok_cfg
+            let templates = tok_cfg
                 .as_ref()
                 .and_then(|c| c.get("chat_template"))
                 .map(chat_templates_of)
-                .unwrap_or_default()
+                .unwrap_or_default();
+            (templates, config_path.clone())
         };
         let gen_path = dir.join("generation_config.json");
         let mut eos_ids = match read_json_if_present(&gen_path)? {
@@ -176,10 +172,14 @@ impl TextCodec {
     /// Token ids of a conversation: the rendered template, encoded without adding special
     /// tokens (the template writes them), as `apply_chat_template(tokenize=True)` does.
     pub fn encode_chat(&self, messages: &[ChatMessage], options: &ChatOptions) -> Result<Vec<u32>> {
-        let text = self.apply_chat_template(messages, options)?;
+        self.encode_rendered_chat(&self.apply_chat_template(messages, options)?)
+    }
+
+    /// Token ids of a conversation already rendered by [`TextCodec::apply_chat_template`].
+    pub fn encode_rendered_chat(&self, text: &str) -> Result<Vec<u32>> {
         let enc = self
             .tokenizer
-            .encode(text.as_str(), false)
+            .encode(text, false)
             .map_err(|e| self.err(e))?;
         Ok(enc.get_ids().to_vec())
     }
