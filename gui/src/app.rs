@@ -10,8 +10,8 @@ use moescope_analysis::Records;
 use moescope_engine::{load_prompt_set, CancelFlag, InterventionKind, PromptInput, PromptRecord};
 
 use crate::error::require_path;
-use crate::grid::{expert_grid, GridValues};
-use crate::heatmap::{routing_heatmap, HeatColour};
+use crate::grid::{expert_grid, GridValues, GridView};
+use crate::heatmap::{routing_heatmap, HeatColour, HeatmapView};
 use crate::plots::{load_plot, ranking_plot};
 use crate::ranking::Ranking;
 use crate::recording::TopTokens;
@@ -82,6 +82,10 @@ pub struct MoescopeApp {
     pub ranking: Option<Ranking>,
     /// What colours the grid.
     pub grid_source: GridSource,
+    /// The grid's zoom, scroll, scale and filter.
+    pub grid_view: GridView,
+    /// The heatmap's zoom and scroll.
+    pub heat_view: HeatmapView,
     /// How the heatmap is coloured.
     pub heat_colour: HeatColour,
     /// Which run the heatmap shows.
@@ -128,6 +132,8 @@ impl MoescopeApp {
             ranking_path: String::new(),
             ranking: None,
             grid_source: GridSource::CurrentPrompt,
+            grid_view: GridView::default(),
+            heat_view: HeatmapView::default(),
             heat_colour: HeatColour::Expert,
             heat_run: Which::Baseline,
             selected: None,
@@ -647,12 +653,14 @@ impl MoescopeApp {
             ui.weak("generate to see which experts each token goes to");
             return;
         };
-        let mut clicked = None;
-        egui::ScrollArea::horizontal()
-            .id_salt("heatmap")
-            .show(ui, |ui| {
-                clicked = routing_heatmap(ui, view, reference, self.heat_colour, self.selected);
-            });
+        let clicked = routing_heatmap(
+            ui,
+            &mut self.heat_view,
+            view,
+            reference,
+            self.heat_colour,
+            self.selected,
+        );
         if clicked.is_some() {
             self.selected = clicked;
         }
@@ -713,7 +721,13 @@ impl MoescopeApp {
                 signed: false,
             },
         };
-        if let Some(c) = expert_grid(ui, &grid, &self.steering, self.selected) {
+        if let Some(c) = expert_grid(
+            ui,
+            &mut self.grid_view,
+            &grid,
+            &self.steering,
+            self.selected,
+        ) {
             self.selected = Some(c);
         }
     }

@@ -62,12 +62,12 @@ impl RunView {
     }
 
     /// The experts and weights of `position` at MoE layer `slot` (index into `layers`).
-    pub fn choice(&self, slot: usize, position: usize) -> Vec<(u32, f32)> {
+    /// Empty where nothing was routed (or out of range).
+    pub fn choice(&self, slot: usize, position: usize) -> &[(u32, f32)] {
         self.choices
             .get(slot)
             .and_then(|positions| positions.get(position))
-            .cloned()
-            .unwrap_or_default()
+            .map_or(&[], Vec::as_slice)
     }
 
     /// Share of positions routed to each expert, per MoE layer: `[slot][expert]`.
@@ -92,9 +92,9 @@ impl RunView {
         (0..self.positions())
             .filter_map(|p| {
                 self.choice(slot, p)
-                    .into_iter()
-                    .find(|&(e, _)| e == expert)
-                    .map(|(_, w)| (p, w))
+                    .iter()
+                    .find(|&&(e, _)| e == expert)
+                    .map(|&(_, w)| (p, w))
             })
             .collect()
     }
@@ -147,13 +147,13 @@ mod tests {
     #[test]
     fn choices_loads_and_positions_follow_the_layout() {
         let v = view();
-        assert_eq!(v.choice(0, 1), vec![(0, 0.7), (2, 0.3)]);
-        assert_eq!(v.choice(5, 0), vec![]);
-        assert_eq!(v.choice(0, 9), vec![]);
+        assert_eq!(v.choice(0, 1), [(0, 0.7), (2, 0.3)]);
+        assert!(v.choice(5, 0).is_empty());
+        assert!(v.choice(0, 9).is_empty());
         let load = v.load();
         assert_eq!(load[0], vec![1.0, 1.0 / 3.0, 1.0 / 3.0, 1.0 / 3.0]);
         assert_eq!(load[1], vec![0.0, 1.0, 2.0 / 3.0, 0.0]);
-        assert_eq!(v.choice(1, 2), vec![(1, 1.0)]);
+        assert_eq!(v.choice(1, 2), [(1, 1.0)]);
         assert_eq!(v.positions_of(1, 2), vec![(0, 0.1), (1, 0.2)]);
         assert_eq!(v.slot_of(3), Some(1));
         assert_eq!(v.slot_of(2), None);
