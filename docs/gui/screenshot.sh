@@ -1,23 +1,74 @@
 #!/usr/bin/env bash
-# Regenerates docs/gui/screenshot.png: the real window under a virtual X server, opened on the
-# embedded model with the refusal ranking loaded, the top refusal expert masked, and one
-# generation run.
-# Needs: apt-get install xvfb imagemagick libgl1 libegl1 libgl1-mesa-dri libxkbcommon-x11-0
+# Regenerates the app's screenshots in docs/gui/: the real window under a virtual X server.
+#
+# - screenshot.png: the embedded model with the refusal ranking loaded, the top refusal expert
+#   masked, and one generation run.
+# - wide-heatmap.png, wide-grid.png (when WIDE_MODEL names a checkpoint folder made by
+#   `docs/gui/make_wide_model.py`: 61 MoE layers × 256 experts): a 1,330-token prompt, then the
+#   routing heatmap zoomed out with `-` after a click on a cell, then the layer × expert grid
+#   zoomed out until all 256 experts are in view, driven with xdotool as a user would.
+#
+# Needs: apt-get install xvfb imagemagick xdotool libgl1 libegl1 libgl1-mesa-dri libxkbcommon-x11-0
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 bin=${BIN:-target/release/moescope}
 [ -n "${BIN:-}" ] || cargo build --release
 display=:97
-Xvfb "$display" -screen 0 1280x800x24 >/dev/null 2>&1 &
+Xvfb "$display" -screen 0 1920x1080x24 >/dev/null 2>&1 &
 xvfb=$!
+app=
 trap 'kill $app $xvfb 2>/dev/null || true' EXIT
 sleep 2
+export DISPLAY="$display"
+
+# Waits for the window, gives it the keyboard (there is no window manager to do it) and sizes it.
+window() {
+    local w
+    w=$(xdotool search --sync --onlyvisible --name '^moescope$' | head -1)
+    xdotool windowsize "$w" "$1" "$2" windowfocus "$w"
+}
+
+# Presses `key` n times with the pointer at x, y.
+press() {
+    xdotool mousemove "$2" "$3"
+    for _ in $(seq "$4"); do
+        xdotool key "$1"
+        sleep 0.15
+    done
+}
+
 findings=docs/findings/refusal-attribution-experiment
-DISPLAY="$display" "$bin" gui \
+"$bin" gui \
     --prompt "How can I get nerve gas?" \
     --ranking "$findings/ranking.parquet" \
     --steer "$findings/profiles/mask-top1.toml" --run &
 app=$!
+window 1280 800
 sleep "${WAIT_S:-10}"
-DISPLAY="$display" import -window root docs/gui/screenshot.png
+import -window root -crop 1280x800+0+0 docs/gui/screenshot.png
 echo "wrote docs/gui/screenshot.png"
+kill "$app"
+wait "$app" 2>/dev/null || true
+
+if [ -n "${WIDE_MODEL:-}" ]; then
+    sentence="the model routes every token to eight experts, and we watch which ones fire on refusals, code, numbers and plain prose. "
+    prompt=
+    for _ in $(seq 15); do prompt+=$sentence; done
+    "$bin" gui --model "$WIDE_MODEL" --prompt "$prompt" --run &
+    app=$!
+    window 1920 1080
+    sleep "${WAIT_S:-10}"
+    # A click on a heatmap cell opens its expert in the inspector (and scrolls the grid to
+    # it) and gives the heatmap the keyboard; `-` zooms it out.
+    xdotool mousemove 700 300 click 1
+    press minus 700 300 8
+    sleep 1
+    import -window root -crop 1920x1080+0+0 docs/gui/wide-heatmap.png
+    echo "wrote docs/gui/wide-heatmap.png"
+    # The grid lies below the heatmap; zoomed out, all 256 experts of all 61 layers fit.
+    xdotool mousemove 700 640 click 1
+    press minus 700 640 8
+    sleep 1
+    import -window root -crop 1920x1080+0+0 docs/gui/wide-grid.png
+    echo "wrote docs/gui/wide-grid.png"
+fi

@@ -54,6 +54,8 @@ const CELL: f32 = 24.0;
 /// Width of the label band: the layer and its top expert.
 const LABEL_W: f32 = 104.0;
 const HEADER_H: f32 = 16.0;
+/// Height a row label needs; at smaller zooms every 2nd, 4th, … row is labelled.
+const ROW_LABEL_H: f32 = 12.0;
 /// Cells smaller than this carry no steering letter.
 const MARK_MIN_CELL: f32 = 12.0;
 
@@ -228,6 +230,9 @@ impl MatrixContent for GridContent<'_> {
     }
 
     fn paint_row_label(&self, painter: &Painter, rect: Rect, slot: usize) {
+        if !slot.is_multiple_of(matrix_view::label_stride(self.cell, ROW_LABEL_H)) {
+            return;
+        }
         let color = painter.ctx().global_style().visuals.text_color();
         let at = pos2(rect.left() + 2.0, rect.center().y);
         painter.text(
@@ -247,10 +252,7 @@ impl MatrixContent for GridContent<'_> {
     fn paint_col_label(&self, painter: &Painter, rect: Rect, expert: usize) {
         // Label every expert when there is room, else every 2nd, 4th, … so labels do not
         // overlap.
-        let every = (1..=256usize)
-            .find(|s| s.is_power_of_two() && *s as f32 * self.cell >= 22.0)
-            .unwrap_or(256);
-        if expert.is_multiple_of(every) {
+        if expert.is_multiple_of(matrix_view::label_stride(self.cell, 22.0)) {
             let color = painter.ctx().global_style().visuals.text_color();
             let at = pos2(rect.left() + rect.width().min(22.0) / 2.0, rect.center().y);
             painter.text(at, Align2::CENTER_CENTER, expert, font(), color);

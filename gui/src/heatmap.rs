@@ -162,6 +162,10 @@ impl MatrixContent for HeatContent<'_> {
     }
 
     fn paint_row_label(&self, painter: &Painter, rect: Rect, slot: usize) {
+        // A layer label needs 12 points of height; at smaller zooms every n-th is shown.
+        if !slot.is_multiple_of(matrix_view::label_stride(self.cell, 12.0)) {
+            return;
+        }
         let color = painter.ctx().global_style().visuals.text_color();
         let at = pos2(rect.left() + 2.0, rect.center().y);
         let text = format!("L{}", self.view.layers[slot]);
@@ -170,8 +174,7 @@ impl MatrixContent for HeatContent<'_> {
 
     fn paint_col_label(&self, painter: &Painter, rect: Rect, p: usize) {
         // A token label needs about 11 points of width; at smaller zooms every n-th is shown.
-        let every = (11.0 / self.cell).ceil().max(1.0) as usize;
-        if !p.is_multiple_of(every) {
+        if !p.is_multiple_of(matrix_view::label_stride(self.cell, 11.0)) {
             return;
         }
         let color = if p < self.view.prompt_len {

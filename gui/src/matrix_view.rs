@@ -143,6 +143,16 @@ impl CellMarks<'_> {
     }
 }
 
+/// Every how many rows (or columns) a label fits when each label needs `needed` points and a
+/// cell is `cell` points: 1, 2, 4, … so labels never overlap at any zoom.
+pub fn label_stride(cell: f32, needed: f32) -> usize {
+    let mut stride = 1usize;
+    while (stride as f32) * cell < needed && stride < 1 << 20 {
+        stride *= 2;
+    }
+    stride
+}
+
 /// The fixed parts of a matrix view.
 #[derive(Debug, Clone, Copy)]
 pub struct MatrixFrame {
@@ -385,18 +395,33 @@ fn add_accessible_nodes(
 
 /// A drag pans with the pointer; arrow keys pan by a cell (with Shift by a view); `+` / `-`
 /// zoom about the view's centre, Ctrl+wheel about the pointer; `0` resets the zoom. Keys act
-/// only while the pointer is over the cells.
+/// while the view has the keyboard (it takes it when clicked or dragged) or while the pointer
+/// is over it and no other widget has the keyboard.
 fn handle_input(ui: &Ui, response: &Response, state: &mut MatrixState) {
     if response.dragged() {
         let base = state.pending_offset.unwrap_or(state.offset);
         state.pending_offset = Some((base - response.drag_delta()).max(Vec2::ZERO));
     }
-    let Some(pointer) = response.hover_pos() else {
-        return;
-    };
-    if ui.ctx().egui_wants_keyboard_input() {
+    // A click or drag gives the view the keyboard (away from the prompt box), and while it
+    // has it the arrow keys pan instead of moving the focus to another widget.
+    if response.clicked() || response.drag_started() {
+        response.request_focus();
+    }
+    let focused = response.has_focus();
+    if focused {
+        let filter = egui::EventFilter {
+            horizontal_arrows: true,
+            vertical_arrows: true,
+            ..Default::default()
+        };
+        ui.memory_mut(|m| m.set_focus_lock_filter(response.id, filter));
+    }
+    let hovered = response.hover_pos();
+    if !focused && (hovered.is_none() || ui.ctx().egui_wants_keyboard_input()) {
         return;
     }
+    let centre = state.cells_size / 2.0;
+    let pointer = hovered.map_or(centre, |p| p - response.rect.min);
     let (zoom_delta, keys) = ui.input(|i| {
         let pressed = |k: Key| i.key_pressed(k);
         (
@@ -414,9 +439,8 @@ fn handle_input(ui: &Ui, response: &Response, state: &mut MatrixState) {
         )
     });
     let [left, right, up, down, zoom_in, zoom_out, reset, shift] = keys;
-    let centre = state.cells_size / 2.0;
     if zoom_delta != 1.0 {
-        state.zoom(zoom_delta, pointer - response.rect.min);
+        state.zoom(zoom_delta, pointer);
     } else if zoom_in {
         state.zoom(KEY_ZOOM, centre);
     } else if zoom_out {
@@ -456,6 +480,15 @@ mod tests {
         assert_eq!(s.cell, MAX_CELL);
         s.zoom(0.0001, Vec2::ZERO);
         assert_eq!(s.cell, MIN_CELL);
+    }
+
+    #[test]
+    fn label_stride_is_the_smallest_power_of_two_that_fits() {
+        assert_eq!(label_stride(24.0, 12.0), 1);
+        assert_eq!(label_stride(11.0, 12.0), 2);
+        assert_eq!(label_stride(4.0, 12.0), 4);
+        assert_eq!(label_stride(4.0, 22.0), 8);
+        assert_eq!(label_stride(0.0, 1.0), 1 << 20);
     }
 
     #[test]

@@ -31,6 +31,8 @@ struct GridScene {
     steering: SteeringList,
     selected: Option<(usize, usize)>,
     clicked: Option<(usize, usize)>,
+    /// A text box above the grid, as the app's prompt box is.
+    note: String,
 }
 
 fn grid_harness() -> Harness<'static, GridScene> {
@@ -43,6 +45,7 @@ fn grid_harness() -> Harness<'static, GridScene> {
         steering: SteeringList::default(),
         selected: None,
         clicked: None,
+        note: String::new(),
     };
     Harness::builder()
         .with_size(egui::vec2(1280.0, 800.0))
@@ -50,6 +53,8 @@ fn grid_harness() -> Harness<'static, GridScene> {
         .with_max_steps(60)
         .build_ui_state(
             |ui, s: &mut GridScene| {
+                let label = ui.label("note");
+                ui.text_edit_singleline(&mut s.note).labelled_by(label.id);
                 let values = GridValues {
                     name: "share of tokens",
                     layers: &s.layers,
@@ -141,6 +146,30 @@ fn zooming_out_fits_every_expert_and_keys_zoom_back_in() {
     h.key_press(Key::Num0);
     h.run();
     assert_eq!(h.state().view.matrix.cell, GridView::default().matrix.cell);
+}
+
+#[test]
+fn a_click_takes_the_keyboard_from_a_text_box() {
+    let mut h = grid_harness();
+    h.run();
+    h.get_by_role(Role::TextInput).focus();
+    h.run();
+    h.get_by_label("L2:E3").hover();
+    h.run();
+    // The text box has the keyboard: `-` is typed, not a zoom.
+    h.get_by_role(Role::TextInput).type_text("-");
+    h.run();
+    assert_eq!(h.state().note, "-");
+    assert_eq!(h.state().view.matrix.cell, GridView::default().matrix.cell);
+    h.get_by_label("L2:E3").click();
+    h.run();
+    h.key_press(Key::Minus);
+    h.key_press(Key::ArrowRight);
+    h.run();
+    assert_eq!(h.state().note, "-");
+    assert!(h.state().view.matrix.cell < GridView::default().matrix.cell);
+    // The arrow panned the grid instead of moving the focus away.
+    assert!(h.state().view.matrix.offset().x > 0.0);
 }
 
 #[test]
