@@ -680,10 +680,14 @@ impl MoescopeApp {
                 egui::ComboBox::from_id_salt("ranking column")
                     .selected_text(r.columns[r.selected].clone())
                     .show_ui(ui, |ui| {
-                        for (i, c) in r.columns.iter().enumerate() {
-                            ui.selectable_value(&mut r.selected, i, c);
+                        for i in r.score_columns() {
+                            ui.selectable_value(&mut r.selected, i, r.columns[i].clone());
                         }
-                    });
+                    })
+                    .response
+                    .on_hover_text(
+                        "rank columns (1 = best) are not offered: they run the other way",
+                    );
             }
         });
         if path_row(
@@ -757,7 +761,11 @@ impl MoescopeApp {
                 layer,
             );
             match &self.ranking {
-                Some(r) => ranking_plot(&mut cols[1], r),
+                Some(r) => {
+                    if let Some(clicked) = ranking_plot(&mut cols[1], r) {
+                        self.selected = Some(clicked);
+                    }
+                }
                 None => {
                     cols[1].weak("load a ranking to see its top experts");
                 }

@@ -2,7 +2,7 @@
 //! (baseline beside steered), and a loaded ranking's top experts.
 
 use eframe::egui::{Color32, Ui};
-use egui_plot::{Bar, BarChart, Legend, Plot};
+use egui_plot::{Bar, BarChart, GridMark, Legend, Plot};
 
 use crate::ranking::Ranking;
 use crate::run_view::RunView;
@@ -46,22 +46,73 @@ pub fn load_plot(
         });
 }
 
-/// The ranking's first 15 experts as bars of the selected score.
-pub fn ranking_plot(ui: &mut Ui, ranking: &Ranking) {
+/// The ranking's 15 highest-scoring experts as bars of the selected score, highest first, each
+/// labelled `L{layer}:E{expert}` under its bar. Returns the expert whose bar was clicked.
+pub fn ranking_plot(ui: &mut Ui, ranking: &Ranking) -> Option<(usize, usize)> {
     let column = &ranking.columns[ranking.selected];
-    ui.label(format!("top experts by {column}"));
-    let bars: Vec<Bar> = ranking
-        .top(15)
-        .into_iter()
+    ui.label(format!("top experts by {column} (click a bar to open it)"));
+    let top = ranking.top(15);
+    let bars: Vec<Bar> = top
+        .iter()
         .enumerate()
-        .map(|(i, ((l, e), v))| {
+        .map(|(i, &((l, e), v))| {
             Bar::new(i as f64, if v.is_finite() { v } else { 0.0 })
                 .name(format!("L{l}:E{e}"))
                 .width(0.7)
         })
         .collect();
-    Plot::new("ranking plot")
+    let names: Vec<String> = top.iter().map(|((l, e), _)| format!("L{l}:E{e}")).collect();
+    let label = move |mark: GridMark, _: &std::ops::RangeInclusive<f64>| {
+        let i = mark.value.round();
+        if (mark.value - i).abs() > 1e-6 || i < 0.0 {
+            return String::new();
+        }
+        names.get(i as usize).cloned().unwrap_or_default()
+    };
+    let shown = Plot::new("ranking plot")
         .height(180.0)
         .allow_scroll(false)
-        .show(ui, |p| p.bar_chart(BarChart::new(column.clone(), bars)));
+        .allow_drag(false)
+        .allow_zoom(false)
+        .x_axis_formatter(label)
+        .x_grid_spacer(|input| {
+            // One mark per bar.
+            let (lo, hi) = input.bounds;
+            (lo.ceil().max(0.0) as i64..=hi.floor() as i64)
+                .map(|i| GridMark {
+                    value: i as f64,
+                    step_size: 1.0,
+                })
+                .collect()
+        })
+        .show(ui, |p| {
+            p.bar_chart(BarChart::new(column.clone(), bars));
+            p.pointer_coordinate()
+        });
+    if !shown.response.clicked() {
+        return None;
+    }
+    let at = shown.inner?;
+    bar_at(at.x, top.len()).map(|i| top[i].0)
+}
+
+/// The bar (of `count`, centred on 0, 1, …, each 0.7 wide) under plot coordinate `x`.
+fn bar_at(x: f64, count: usize) -> Option<usize> {
+    let i = x.round();
+    (i >= 0.0 && (x - i).abs() <= 0.35 && (i as usize) < count).then_some(i as usize)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_click_finds_the_bar_under_it_and_none_between_bars() {
+        assert_eq!(bar_at(0.0, 3), Some(0));
+        assert_eq!(bar_at(1.3, 3), Some(1));
+        assert_eq!(bar_at(1.5, 3), None);
+        assert_eq!(bar_at(-0.2, 3), Some(0));
+        assert_eq!(bar_at(-0.6, 3), None);
+        assert_eq!(bar_at(3.0, 3), None);
+    }
 }

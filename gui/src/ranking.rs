@@ -58,13 +58,23 @@ impl Ranking {
             .enumerate()
             .map(|(row, &key)| (key, numeric.iter().map(|(_, v)| v[row]).collect()))
             .collect();
+        let columns: Vec<String> = numeric.into_iter().map(|(n, _)| n).collect();
+        let selected = columns.iter().position(|c| !is_rank_column(c)).unwrap_or(0);
         Ok(Self {
             path: path.to_path_buf(),
-            columns: numeric.into_iter().map(|(n, _)| n).collect(),
-            selected: 0,
+            columns,
+            selected,
             values,
             order,
         })
+    }
+
+    /// Indices of the columns that are scores (higher is more), the ones offered as colours:
+    /// every column but ranks, where 1 is the best and a larger number means less.
+    pub fn score_columns(&self) -> Vec<usize> {
+        (0..self.columns.len())
+            .filter(|&i| !is_rank_column(&self.columns[i]))
+            .collect()
     }
 
     /// The selected score of an expert (NaN when the ranking does not list it).
@@ -76,13 +86,18 @@ impl Ranking {
             .unwrap_or(f64::NAN)
     }
 
-    /// The first `n` experts in file order with their selected score.
+    /// The `n` experts with the highest selected score, highest first (experts without a
+    /// score last).
     pub fn top(&self, n: usize) -> Vec<((usize, usize), f64)> {
-        self.order
+        let mut all: Vec<((usize, usize), f64)> = self
+            .order
             .iter()
-            .take(n)
             .map(|&(l, e)| ((l, e), self.score(l, e)))
-            .collect()
+            .collect();
+        let key = |v: f64| if v.is_nan() { f64::NEG_INFINITY } else { v };
+        all.sort_by(|a, b| key(b.1).total_cmp(&key(a.1)));
+        all.truncate(n);
+        all
     }
 
     /// Largest |score| of the selected column, for colour scales.
@@ -93,6 +108,12 @@ impl Ranking {
             .filter(|x| x.is_finite())
             .fold(0.0, f64::max)
     }
+}
+
+/// Whether a column holds ranks (`rank`, `ablation_rank`, …): 1 is the best, so its numbers
+/// run the other way from scores and do not colour the grid.
+pub fn is_rank_column(name: &str) -> bool {
+    name == "rank" || name.ends_with("_rank")
 }
 
 #[cfg(test)]
@@ -114,15 +135,22 @@ mod tests {
             Table::default()
                 .with("layer", Column::Int(vec![0, 2]))
                 .with("expert", Column::Int(vec![11, 5]))
+                .with("delta_rank", Column::Int(vec![2, 1]))
                 .with("delta", Column::Float(vec![0.3, -0.5]))
                 .with("n", Column::Int(vec![7, 9])),
             &good,
         );
         let r = Ranking::load(&good).unwrap();
-        assert_eq!(r.columns, vec!["delta", "n"]);
+        assert_eq!(r.columns, vec!["delta_rank", "delta", "n"]);
+        // The rank column is neither offered nor chosen as a colour.
+        assert_eq!(r.score_columns(), vec![1, 2]);
+        assert_eq!(r.selected, 1);
         assert_eq!(r.score(2, 5), -0.5);
         assert!(r.score(1, 1).is_nan());
         assert_eq!(r.top(1), vec![((0, 11), 0.3)]);
+        let mut by_n = r.clone();
+        by_n.selected = 2;
+        assert_eq!(by_n.top(2), vec![((2, 5), 9.0), ((0, 11), 7.0)]);
         assert_eq!(r.max_abs(), 0.5);
         let bad = dir.join("b.parquet");
         save(

@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use egui_kittest::kittest::Queryable;
+use egui_kittest::kittest::{NodeT, Queryable};
 use egui_kittest::Harness;
 use moescope_gui::worker::Which;
 use moescope_gui::MoescopeApp;
@@ -147,7 +147,21 @@ fn a_ranking_colours_the_grid_and_fills_the_inspector() {
     h.get_by_label("L5:E15").click();
     h.run_steps(2);
     h.get_by_label("ablation_drop");
-    h.get_by_label("top experts by ablation_drop");
+    h.get_by_label_contains("top experts by ablation_drop");
+    // Rank columns (1 = best) are not offered as colours.
+    let columns = &h.state().ranking.as_ref().expect("a ranking").columns;
+    assert!(columns.iter().any(|c| c == "ablation_rank"));
+    let count =
+        |h: &Harness<'static, MoescopeApp>, label: &str| h.query_all_by_label(label).count();
+    let (drops, ranks) = (count(&h, "first_order_drop"), count(&h, "ablation_rank"));
+    h.query_all_by_role(eframe::egui::accesskit::Role::ComboBox)
+        .find(|n| n.accesskit_node().value().as_deref() == Some("ablation_drop"))
+        .expect("the ranking column list")
+        .click();
+    h.run_steps(2);
+    // The open list adds the other score, not the ranks (the inspector lists every column).
+    assert_eq!(count(&h, "first_order_drop"), drops + 1);
+    assert_eq!(count(&h, "ablation_rank"), ranks);
 }
 
 #[test]
