@@ -335,11 +335,14 @@ impl<'a> Activations<'a> {
         k: usize,
         min_rows: usize,
     ) -> Self {
-        let avx512 = matches!(path, KernelPath::Avx512 | KernelPath::Avx512Bf16);
+        let broadcast = matches!(
+            path,
+            KernelPath::Avx2 | KernelPath::Avx512 | KernelPath::Avx512Bf16
+        );
         let columns: Vec<Option<Panels>> = groups
             .par_iter()
             .map(|g| {
-                (avx512 && g.rows.len() >= min_rows).then(|| {
+                (broadcast && g.rows.len() >= min_rows).then(|| {
                     let rows = &x[g.rows.start * k..g.rows.end * k];
                     let bf16_weights = matches!(g.w, WeightMatrix::Dense(DenseMatrix::Bf16(_)));
                     let pairs_pay = g.rows.len() >= super::bcast::PAIRS_MIN_ROWS;
@@ -396,6 +399,15 @@ pub unsafe fn run(
     #[cfg(target_arch = "x86_64")]
     if let Some(Some(panels)) = x.columns.get(gi) {
         match (panels, w) {
+            (Panels::F32(xt), DenseMatrix::Bf16(w)) if path == KernelPath::Avx2 => {
+                super::bcast::run_avx2(xt, w, b)
+            }
+            (Panels::F32(xt), DenseMatrix::F16(w)) if path == KernelPath::Avx2 => {
+                super::bcast::run_avx2(xt, w, b)
+            }
+            (Panels::F32(xt), DenseMatrix::F32(w)) if path == KernelPath::Avx2 => {
+                super::bcast::run_avx2(xt, w, b)
+            }
             (Panels::Bf16Pairs(xp), DenseMatrix::Bf16(w)) => super::bcast::run_bf16_pairs(xp, w, b),
             (Panels::F32(xt), DenseMatrix::Bf16(w)) => super::bcast::run(xt, w, b),
             (Panels::F32(xt), DenseMatrix::F16(w)) => super::bcast::run(xt, w, b),
