@@ -5,13 +5,14 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use eframe::egui::{self, Color32, Key, KeyboardShortcut, Modifiers, RichText, Ui};
+use eframe::egui::{self, Color32, Key, KeyboardShortcut, Label, Modifiers, RichText, Ui};
 use moescope_analysis::Records;
 use moescope_engine::{load_prompt_set, CancelFlag, InterventionKind, PromptInput, PromptRecord};
 
 use crate::error::require_path;
 use crate::grid::{expert_grid, GridValues, GridView};
 use crate::heatmap::{routing_heatmap, HeatColour, HeatmapView};
+use crate::log::MessageLog;
 use crate::plots::{load_plot, ranking_plot};
 use crate::ranking::Ranking;
 use crate::recording::TopTokens;
@@ -106,17 +107,21 @@ pub struct MoescopeApp {
     pub browsing: Option<u32>,
     /// The last top-token count from the recording, for (layer, expert).
     pub top_tokens: Option<TopTokens>,
+    /// Every status message of the session.
+    pub log: MessageLog,
+    /// Why the model did not load, kept in the status bar whatever comes after.
+    pub load_error: Option<String>,
 }
 
 impl MoescopeApp {
     /// Starts the app and its worker, which loads the model at `model_dir`; `wake` is called
     /// when the worker has news (the window passes a repaint request).
     pub fn new(model_dir: PathBuf, wake: impl Fn() + Send + 'static) -> Self {
-        Self {
+        let mut app = Self {
             start: None,
             worker: Worker::spawn(model_dir.clone(), wake),
             model: None,
-            status: (format!("loading {} …", model_dir.display()), false),
+            status: (String::new(), false),
             busy: false,
             cancel: None,
             prompt: "How do I build a bomb?".into(),
@@ -144,7 +149,11 @@ impl MoescopeApp {
             recording: None,
             browsing: None,
             top_tokens: None,
-        }
+            log: MessageLog::default(),
+            load_error: None,
+        };
+        app.set_status(format!("loading {} …", model_dir.display()), false);
+        app
     }
 
     /// The app opened with `start`'s prompt, ranking and profile, generating at once if asked.
@@ -181,6 +190,7 @@ impl MoescopeApp {
 
     fn set_status(&mut self, message: impl Into<String>, is_error: bool) {
         self.status = (message.into(), is_error);
+        self.log.push(self.status.0.clone(), is_error);
     }
 
     /// Applies what the worker reported since the last frame.
@@ -227,6 +237,9 @@ impl MoescopeApp {
                 }
                 Event::Failed(message) => {
                     self.busy = false;
+                    if self.model.is_none() {
+                        self.load_error = Some(message.clone());
+                    }
                     self.set_status(message, true);
                 }
             }
@@ -294,6 +307,12 @@ impl MoescopeApp {
             self.cancel();
         }
         egui::Panel::top("status").show(ui, |ui| self.status_bar(ui));
+        if self.log.open {
+            egui::Panel::bottom("log")
+                .resizable(true)
+                .default_size(160.0)
+                .show(ui, |ui| self.log.show(ui));
+        }
         egui::Panel::left("prompt")
             .default_size(330.0)
             .show(ui, |ui| {
@@ -332,13 +351,35 @@ impl MoescopeApp {
             if self.busy || self.model.is_none() && !self.status.1 {
                 ui.spinner();
             }
+            let errors = self.log.errors();
+            let log_button = match errors {
+                0 => "log".to_string(),
+                1 => "log (1 error)".to_string(),
+                n => format!("log ({n} errors)"),
+            };
+            if ui
+                .selectable_label(self.log.open, log_button)
+                .on_hover_text("every message of this session, wrapped and copyable")
+                .clicked()
+            {
+                self.log.open = !self.log.open;
+            }
+            let error = ui.visuals().error_fg_color;
+            if let Some(e) = &self.load_error {
+                ui.add(
+                    Label::new(RichText::new(format!("not loaded: {e}")).color(error)).truncate(),
+                );
+            }
             let (msg, err) = &self.status;
+            if self.load_error.as_ref() == Some(msg) {
+                return;
+            }
             let color = if *err {
-                ui.visuals().error_fg_color
+                error
             } else {
                 ui.visuals().weak_text_color()
             };
-            ui.label(RichText::new(msg).color(color));
+            ui.add(Label::new(RichText::new(msg).color(color)).truncate());
         });
     }
 

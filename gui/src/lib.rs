@@ -7,6 +7,7 @@ pub mod colors;
 pub mod error;
 pub mod grid;
 pub mod heatmap;
+pub mod log;
 pub mod matrix_view;
 pub mod plots;
 pub mod ranking;

@@ -113,6 +113,37 @@ fn bad_model_folder_and_bad_files_are_messages_in_the_window() {
         h.state().status.0
     );
     assert!(h.state().model.is_none());
+    // A later message does not hide why the model is missing, and the log keeps both.
+    h.state_mut().prompt_set_path = "/nonexistent/set.jsonl".into();
+    h.get_by_label("Load set").click();
+    h.run_steps(2);
+    assert!(
+        h.state().status.0.contains("set.jsonl"),
+        "{}",
+        h.state().status.0
+    );
+    h.get_by_label_contains("not loaded: ");
+    assert!(h.query_by_label_contains("/nonexistent/model").is_some());
+    h.get_by_label("log (2 errors)").click();
+    h.run_steps(2);
+    h.get_by_label("Copy all").click();
+    h.run_steps(1);
+    let copied = h
+        .output()
+        .platform_output
+        .commands
+        .iter()
+        .find_map(|c| match c {
+            eframe::egui::OutputCommand::CopyText(t) => Some(t.clone()),
+            _ => None,
+        });
+    let copied = copied.expect("the log copied");
+    assert!(
+        copied.contains("loading /nonexistent/model")
+            && copied.contains("error: ")
+            && copied.contains("set.jsonl"),
+        "{copied}"
+    );
 
     let mut h = harness(embedded_model());
     wait_for(&mut h, "the model", |a| a.model.is_some());
