@@ -9,6 +9,7 @@ use eframe::egui::{self, Color32, Key, KeyboardShortcut, Label, Modifiers, RichT
 use moescope_analysis::Records;
 use moescope_engine::{load_prompt_set, CancelFlag, InterventionKind, PromptInput, PromptRecord};
 
+use crate::basis::RunBasis;
 use crate::error::require_path;
 use crate::grid::{expert_grid, GridValues, GridView};
 use crate::heatmap::{routing_heatmap, HeatColour, HeatmapView};
@@ -107,6 +108,12 @@ pub struct MoescopeApp {
     pub browsing: Option<u32>,
     /// The last top-token count from the recording, for (layer, expert).
     pub top_tokens: Option<TopTokens>,
+    /// What the shown generation was made from (None while browsing a recording).
+    pub run_basis: Option<RunBasis>,
+    /// The steering list as last saved or loaded, to tell unsaved edits.
+    steering_saved: SteeringList,
+    /// Load was pressed once over unsaved steering edits; a second press replaces them.
+    confirm_replace: bool,
     /// Every status message of the session.
     pub log: MessageLog,
     /// Why the model did not load, kept in the status bar whatever comes after.
@@ -149,6 +156,9 @@ impl MoescopeApp {
             recording: None,
             browsing: None,
             top_tokens: None,
+            run_basis: None,
+            steering_saved: SteeringList::default(),
+            confirm_replace: false,
             log: MessageLog::default(),
             load_error: None,
         };
@@ -228,6 +238,7 @@ impl MoescopeApp {
                     );
                     self.baseline = Some(*v);
                     self.steered = None;
+                    self.run_basis = None;
                     self.heat_run = Which::Baseline;
                 }
                 Event::TopTokens(key, tokens) => {
@@ -243,6 +254,16 @@ impl MoescopeApp {
                     self.set_status(message, true);
                 }
             }
+        }
+    }
+
+    /// What a generation started now would be made from.
+    fn current_basis(&self) -> RunBasis {
+        RunBasis {
+            prompt: self.prompt.clone(),
+            chat: self.chat,
+            max_tokens: self.max_tokens,
+            steering: self.steering.clone(),
         }
     }
 
@@ -275,6 +296,7 @@ impl MoescopeApp {
             cancel: cancel.clone(),
         };
         if self.worker.submit(Job::Generate(job)) {
+            self.run_basis = Some(self.current_basis());
             self.busy = true;
             self.browsing = None;
             self.cancel = Some(cancel);
@@ -507,6 +529,20 @@ impl MoescopeApp {
                 }
             });
         }
+        let profile = &mut self.steering.profile;
+        for (label, field) in [
+            ("profile name", &mut profile.name),
+            ("description", &mut profile.description),
+        ] {
+            ui.horizontal(|ui| {
+                let shown = ui.label(label);
+                let mut text = field.clone().unwrap_or_default();
+                let edit = egui::TextEdit::singleline(&mut text).desired_width(200.0);
+                if ui.add(edit).labelled_by(shown.id).changed() {
+                    *field = (!text.trim().is_empty()).then_some(text);
+                }
+            });
+        }
         let buttons = ["Save", "Load", "Clear"];
         match path_row(ui, &mut self.profile_path, "profile .toml", 140.0, &buttons) {
             Some(0) => self.save_profile(),
@@ -576,7 +612,10 @@ impl MoescopeApp {
         match checked {
             Some(Err(e)) => self.set_status(e.to_string(), true),
             _ => match self.steering.save(&path) {
-                Ok(()) => self.set_status(format!("saved {}", path.display()), false),
+                Ok(()) => {
+                    self.steering_saved = self.steering.clone();
+                    self.set_status(format!("saved {}", path.display()), false);
+                }
                 Err(e) => self.set_status(e.to_string(), true),
             },
         }
@@ -587,6 +626,17 @@ impl MoescopeApp {
             self.set_status("the model is not loaded yet", true);
             return;
         };
+        let unsaved = !self.steering.is_empty() && self.steering != self.steering_saved;
+        if unsaved && !self.confirm_replace {
+            self.confirm_replace = true;
+            self.set_status(
+                "the steering list has unsaved edits: press Load again to replace them, or Save \
+                 them first",
+                true,
+            );
+            return;
+        }
+        self.confirm_replace = false;
         let path = PathBuf::from(self.profile_path.trim());
         match SteeringList::load(&path, &m.config) {
             Ok(list) => {
@@ -598,6 +648,7 @@ impl MoescopeApp {
                     ),
                     false,
                 );
+                self.steering_saved = list.clone();
                 self.steering = list;
             }
             Err(e) => self.set_status(e.to_string(), true),
@@ -619,7 +670,36 @@ impl MoescopeApp {
             .show(ui, |ui| self.plots(ui));
     }
 
+    /// Says when the shown result is not a generation from the current controls: a recorded
+    /// sequence, or a run whose prompt, settings or steering have changed since.
+    fn result_banner(&self, ui: &mut Ui) {
+        let warn = ui.visuals().warn_fg_color;
+        if let Some(seq) = self.browsing {
+            let folder = self
+                .recording
+                .as_ref()
+                .map(|r| r.dir.display().to_string())
+                .unwrap_or_default();
+            ui.colored_label(
+                warn,
+                format!("showing recorded sequence {seq} of {folder}, not a generation"),
+            );
+        } else if let (Some(basis), false) = (&self.run_basis, self.busy) {
+            let changed = basis.changed(&self.current_basis());
+            if !changed.is_empty() {
+                ui.colored_label(
+                    warn,
+                    format!(
+                        "stale: the {} changed since this run; Generate to update",
+                        changed.join(" and ")
+                    ),
+                );
+            }
+        }
+    }
+
     fn outputs(&mut self, ui: &mut Ui) {
+        self.result_banner(ui);
         let base_tokens = self
             .baseline
             .as_ref()

@@ -3,6 +3,7 @@
 //! generation with the unsteered one, side by side.
 
 pub mod app;
+pub mod basis;
 pub mod colors;
 pub mod error;
 pub mod grid;

@@ -226,6 +226,11 @@ fn a_recording_is_browsed_sequence_by_sequence_and_counts_an_experts_tokens() {
         .choices
         .iter()
         .all(|layer| layer.len() == view.positions() && layer.iter().all(|c| c.len() == 2)));
+    // The main view says it shows a recording, not a generation.
+    h.get_by_label_contains(&format!(
+        "showing recorded sequence {} of {dir}",
+        first.seq_index
+    ));
 
     h.get_by_label("L0:E11").click();
     h.run_steps(2);
@@ -282,4 +287,71 @@ fn set_top_k_shows_each_layers_own_number_of_experts() {
     let last = steered.positions() - 1;
     let (expert, _) = steered.choice(slot, last)[0];
     assert!(!steered.positions_of(slot, expert).is_empty());
+}
+
+#[test]
+fn stale_results_are_marked_unsaved_edits_are_kept_and_profiles_take_the_given_name() {
+    use eframe::egui::accesskit::Role;
+    let mut h = harness(embedded_model());
+    wait_for(&mut h, "the model", |a| a.model.is_some());
+    h.get_by_label("Generate").click();
+    h.run_steps(1);
+    wait_for(&mut h, "the baseline", |a| !a.busy);
+    assert!(h.query_by_label_contains("stale:").is_none());
+
+    h.state_mut().prompt = "Tell me a story.".into();
+    h.run_steps(2);
+    h.get_by_label_contains("stale: the prompt changed since this run");
+    h.get_by_label("L5:E15").click();
+    h.run_steps(2);
+    h.get_by_label("Mask").click();
+    h.run_steps(2);
+    h.get_by_label_contains("stale: the prompt and steering changed");
+
+    // The name typed is the name saved.
+    h.query_all_by_label("profile name")
+        .find(|n| n.accesskit_node().role() == Role::TextInput)
+        .expect("the profile name field")
+        .focus();
+    h.run_steps(1);
+    h.key_press_modifiers(eframe::egui::Modifiers::COMMAND, eframe::egui::Key::A);
+    h.query_all_by_label("profile name")
+        .find(|n| n.accesskit_node().role() == Role::TextInput)
+        .expect("the profile name field")
+        .type_text("refusal experts");
+    h.run_steps(2);
+    let dir = std::env::temp_dir().join(format!("moescope-gui-stale-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let saved = dir.join("p.toml");
+    h.state_mut().profile_path = saved.display().to_string();
+    h.get_by_label("Save").click();
+    h.run_steps(2);
+    assert!(!h.state().status.1, "{}", h.state().status.0);
+    let text = std::fs::read_to_string(&saved).unwrap();
+    assert!(text.contains("name = \"refusal experts\""), "{text}");
+
+    // An unsaved edit is not replaced by the first Load.
+    h.get_by_label("L0:E11").click();
+    h.run_steps(2);
+    h.get_by_label("Force").click();
+    h.run_steps(2);
+    assert_eq!(h.state().steering.items().len(), 2);
+    h.state_mut().profile_path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../docs/findings/refusal-attribution-experiment/profiles/mask-top1.toml"
+    )
+    .into();
+    h.get_by_label("Load").click();
+    h.run_steps(2);
+    assert!(
+        h.state().status.0.contains("unsaved edits"),
+        "{}",
+        h.state().status.0
+    );
+    assert_eq!(h.state().steering.items().len(), 2);
+    h.get_by_label("Load").click();
+    h.run_steps(2);
+    assert!(!h.state().status.1, "{}", h.state().status.0);
+    assert_eq!(h.state().steering.items().len(), 1);
+    let _ = std::fs::remove_dir_all(&dir);
 }
