@@ -6,17 +6,18 @@ screenshots and hand checks at real sizes: 61 MoE layers × 256 routed experts (
     ~/venv-hf/bin/python docs/gui/make_wide_model.py OUT_DIR
 
 Every layer is an MoE layer (DeepSeek-V3 keeps its first three dense; here all 61 are routed,
-the widest grid a real model needs). The tokenizer is the parity fixtures' small one.
+the widest grid a real model needs). The tokenizer is the parity fixtures' small one (vocabulary
+320).
 """
 
-import shutil
 import sys
 from pathlib import Path
 
 import torch
 from transformers import DeepseekV3Config, DeepseekV3ForCausalLM
 
-FIXTURE = Path(__file__).resolve().parents[2] / "tests" / "fixtures" / "deepseek_v3_routing"
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "tests" / "bench"))
+from make_bench_model import save_checkpoint  # noqa: E402
 
 
 def main(out: Path):
@@ -31,17 +32,8 @@ def main(out: Path):
     )
     torch.manual_seed(0)
     model = DeepseekV3ForCausalLM(config).to(torch.bfloat16)
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            # Routers far from uniform, so layers differ and some experts stand out.
-            if name.endswith(".gate.weight"):
-                p.normal_(0.0, 0.5)
-    shutil.rmtree(out, ignore_errors=True)
-    model.save_pretrained(out)
-    for f in ["tokenizer.json", "tokenizer_config.json", "generation_config.json"]:
-        shutil.copy(FIXTURE / f, out / f)
-    n = sum(p.numel() for p in model.parameters())
-    print(f"wrote {out}: {n / 1e6:.1f} M parameters")
+    # Routers far from uniform, so layers differ and some experts stand out.
+    save_checkpoint(model, out, router_std=0.5)
 
 
 if __name__ == "__main__":

@@ -27,13 +27,13 @@ def main(out: Path):
     save_checkpoint(Qwen3MoeForCausalLM(config), out)
 
 
-def save_checkpoint(model, out: Path):
-    """Spreads routing over the experts (larger random router weights), saves `model` to `out`
-    with the parity fixtures' tokenizer."""
+def save_checkpoint(model, out: Path, router_std: float = 0.1):
+    """Spreads routing over the experts (random router weights of standard deviation
+    `router_std`), saves `model` to `out` with the parity fixtures' tokenizer."""
     with torch.no_grad():
         for name, p in model.named_parameters():
             if name.endswith(".gate.weight"):
-                p.normal_(0.0, 0.1)
+                p.normal_(0.0, router_std)
     shutil.rmtree(out, ignore_errors=True)
     model.save_pretrained(out)
     for f in ["tokenizer.json", "tokenizer_config.json", "generation_config.json"]:
