@@ -17,7 +17,7 @@ use crate::log::MessageLog;
 use crate::plots::{load_plot, ranking_plot};
 use crate::ranking::Ranking;
 use crate::recording::TopTokens;
-use crate::run_view::{differing_tokens, RunView};
+use crate::run_view::{first_divergence, RunView};
 use crate::steering::{describe, SteeringList};
 use crate::worker::{Event, GenerateJob, Job, ModelSummary, Which, Worker};
 
@@ -718,21 +718,43 @@ impl MoescopeApp {
             cols[1].strong("steered");
             match &self.steered {
                 Some(s) => {
-                    let marks = differing_tokens(&base_tokens, &s.output_tokens);
+                    let divergence = first_divergence(&base_tokens, &s.output_tokens);
+                    let from = divergence.unwrap_or(usize::MAX);
                     let mut job = egui::text::LayoutJob::default();
                     let font = egui::TextStyle::Body.resolve(cols[1].style());
                     let normal = cols[1].visuals().text_color();
-                    for (t, changed) in s.output_tokens.iter().zip(marks) {
+                    for (i, t) in s.output_tokens.iter().enumerate() {
                         let mut format = egui::TextFormat::simple(font.clone(), normal);
-                        if changed {
-                            format.background = Color32::from_rgb(120, 60, 0);
+                        if i >= from {
+                            // The first divergent token strongly, all after it as changed:
+                            // they follow a different text, whatever they coincide with.
+                            format.background = if i == from {
+                                Color32::from_rgb(170, 40, 20)
+                            } else {
+                                Color32::from_rgb(120, 60, 0)
+                            };
                             format.color = Color32::WHITE;
                         }
                         job.append(t, 0.0, format);
                     }
-                    cols[1]
-                        .label(job)
-                        .on_hover_text("tokens that differ from the baseline are highlighted");
+                    cols[1].label(job).on_hover_text(
+                        "from the first token that differs from the baseline (red), the text is \
+                         highlighted",
+                    );
+                    let note = match divergence {
+                        None => "same tokens as the baseline".to_string(),
+                        Some(d) => {
+                            let quote = |v: &[String]| {
+                                v.get(d).map_or("(ended)".to_string(), |t| format!("{t:?}"))
+                            };
+                            format!(
+                                "first divergence at generated token {d}: baseline {}, steered {}",
+                                quote(&base_tokens),
+                                quote(&s.output_tokens)
+                            )
+                        }
+                    };
+                    cols[1].small(note);
                 }
                 None if self.steering.is_empty() => {
                     cols[1].weak("steer some experts to compare");

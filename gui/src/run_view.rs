@@ -105,15 +105,18 @@ impl RunView {
     }
 }
 
-/// For each generated token of `steered`, whether it differs from `baseline`'s token at the
-/// same place (greedy outputs agree up to the first change, so the first `true` is where
-/// steering took effect).
-pub fn differing_tokens(baseline: &[String], steered: &[String]) -> Vec<bool> {
-    steered
+/// Where the steered generation first departs from the baseline: the index of the first
+/// generated token that differs, or the length of the shorter one when one output is the
+/// other cut short; `None` when they are the same. Greedy outputs agree up to this token, and
+/// after it a token that equals the baseline's at the same position does so by coincidence of
+/// position, not because steering left it alone.
+pub fn first_divergence(baseline: &[String], steered: &[String]) -> Option<usize> {
+    let common = baseline
         .iter()
-        .enumerate()
-        .map(|(i, t)| baseline.get(i) != Some(t))
-        .collect()
+        .zip(steered)
+        .take_while(|(a, b)| a == b)
+        .count();
+    (common < baseline.len().max(steered.len())).then_some(common)
 }
 
 #[cfg(test)]
@@ -160,11 +163,20 @@ mod tests {
     }
 
     #[test]
-    fn differing_tokens_mark_changes_and_extra_tokens() {
+    fn the_first_divergence_is_the_first_differing_token_or_where_one_output_stops() {
         let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
+        let base = s(&["I", " can", "'t"]);
+        // " will" differs; "'t" after it coincides by position only.
         assert_eq!(
-            differing_tokens(&s(&["I", " can", "'t"]), &s(&["I", " will", "'t", "!"])),
-            vec![false, true, false, true]
+            first_divergence(&base, &s(&["I", " will", "'t", "!"])),
+            Some(1)
         );
+        assert_eq!(
+            first_divergence(&base, &s(&["I", " can", "'t", "!"])),
+            Some(3)
+        );
+        assert_eq!(first_divergence(&base, &s(&["I"])), Some(1));
+        assert_eq!(first_divergence(&base, &base), None);
+        assert_eq!(first_divergence(&[], &[]), None);
     }
 }

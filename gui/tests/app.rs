@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use egui_kittest::kittest::{NodeT, Queryable};
 use egui_kittest::Harness;
+use moescope_gui::run_view::first_divergence;
 use moescope_gui::worker::Which;
 use moescope_gui::MoescopeApp;
 
@@ -95,6 +96,23 @@ fn generate_select_an_expert_mask_it_and_compare() {
         .positions_of(slot, 15)
         .is_empty());
     assert!(h.get_all_by_label("steered").count() >= 1);
+    // Where the steered text departs from the baseline is named, with both tokens.
+    let base = h.state().baseline.clone().unwrap();
+    let steered = h.state().steered.clone().unwrap();
+    match first_divergence(&base.output_tokens, &steered.output_tokens) {
+        Some(d) => {
+            let quote = |v: &[String]| v.get(d).map_or("(ended)".to_string(), |t| format!("{t:?}"));
+            h.get_by_label_contains(&format!(
+                "first divergence at generated token {d}: baseline {}, steered {}",
+                quote(&base.output_tokens),
+                quote(&steered.output_tokens)
+            ));
+        }
+        None => {
+            assert_eq!(base.output, steered.output);
+            h.get_by_label("same tokens as the baseline");
+        }
+    }
 
     // The heatmap can show the steered routing, with the changes outlined.
     h.get_by_label("steered (changes outlined)").click();

@@ -36,6 +36,15 @@ const KC: usize = 128;
 #[cfg(target_arch = "x86_64")]
 const WR: usize = 24;
 
+/// Fewest rows for [`run_avx2`] without a measurement: on an AMD Zen 3 core the per-shape
+/// measurements on a Qwen3-shaped model put the attention projections and 768 → 2048 at 48
+/// rows, the LM head at 24 and the experts' 2048 → 1536 at 192 (BENCHMARKS.md).
+pub const MIN_ROWS_AVX2: usize = if cfg!(target_arch = "x86_64") {
+    48
+} else {
+    usize::MAX
+};
+
 /// Fewest rows of a group for which this kernel beats the row-tiled ones (fewer rows leave
 /// most of a vector's lanes idle); it exists on x86-64 only.
 pub const MIN_ROWS: usize = if cfg!(target_arch = "x86_64") {

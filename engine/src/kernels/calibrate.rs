@@ -9,11 +9,13 @@
 //! rows and more, while the broadcast kernel wins a 2048 → 4096 attention projection at 128;
 //! on an AMD Zen 3 core (AVX2 only) the AVX2 broadcast kernel wins most shapes from 16 rows
 //! and ties the 768 → 2048 one at 128.
-//! So once a model has loaded on the cpu ([`enable`]), the first product of each shape
+//! So with `MOESCOPE_CALIBRATE=1`, once a model has loaded on the cpu ([`enable`]), the first
+//! product of each shape
 //! `(k, m)` times both kernels on that shape at a ladder of row counts (synthetic values, a
 //! fraction of a second in all) and keeps the broadcast kernels from the smallest count after
-//! which they are never slower. Without [`enable`] (kernel tests, products outside a model)
-//! the fixed [`super::bcast::MIN_ROWS`] applies; `MOESCOPE_BCAST_MIN_ROWS` overrides both.
+//! which they are never slower. Otherwise (the default, kernel tests, products outside a
+//! model) the fixed [`super::bcast::MIN_ROWS`] (AVX-512) or [`super::bcast::MIN_ROWS_AVX2`]
+//! applies, so results do not depend on a timing; `MOESCOPE_BCAST_MIN_ROWS` overrides both.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -60,7 +62,11 @@ pub fn broadcast_min_rows(path: KernelPath, k: usize, m: usize) -> BroadcastThre
         min_rows: unmeasured_min_rows(path),
         measured: false,
     };
-    if !broadcast_exists(path) || from_env().is_some() || !ENABLED.load(Ordering::Relaxed) {
+    if !broadcast_exists(path)
+        || from_env().is_some()
+        || !ENABLED.load(Ordering::Relaxed)
+        || !requested()
+    {
         return unmeasured();
     }
     let mut table = table().lock().unwrap_or_else(|e| e.into_inner());
@@ -79,7 +85,20 @@ pub(super) fn unmeasured_min_rows(path: KernelPath) -> usize {
     if !broadcast_exists(path) {
         return usize::MAX;
     }
-    from_env().unwrap_or(super::bcast::MIN_ROWS)
+    from_env().unwrap_or(if path == KernelPath::Avx2 {
+        super::bcast::MIN_ROWS_AVX2
+    } else {
+        super::bcast::MIN_ROWS
+    })
+}
+
+/// Whether `MOESCOPE_CALIBRATE=1` asks for measured thresholds. Off by default: a measurement
+/// is a timing, so two runs could pick different kernels for one product and, with their
+/// different order of accumulation, print results that differ in the last bits; by default
+/// the same input gives the same output on a machine, run after run.
+fn requested() -> bool {
+    static VALUE: OnceLock<bool> = OnceLock::new();
+    *VALUE.get_or_init(|| std::env::var("MOESCOPE_CALIBRATE").as_deref() == Ok("1"))
 }
 
 /// Whether `path` has a broadcast kernel (every x86-64 path but the portable one).
