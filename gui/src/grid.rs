@@ -5,7 +5,7 @@
 //! beside its label, a colour legend that names the scale, and can dim all but the top N cells.
 //! Cells are named `L{layer}:E{expert}`, so tests (and screen readers) find experts by name.
 
-use eframe::egui::{self, pos2, vec2, Align2, Color32, FontId, Painter, Rect, Ui};
+use eframe::egui::{self, pos2, vec2, Align2, Color32, Painter, Rect, Ui};
 use moescope_engine::InterventionKind;
 
 use crate::colors::{text_on, ScaleKind, ValueScale};
@@ -178,10 +178,6 @@ impl GridContent<'_> {
     }
 }
 
-fn font() -> FontId {
-    FontId::monospace(10.0)
-}
-
 impl MatrixContent for GridContent<'_> {
     fn rows(&self) -> usize {
         self.grid.layers.len()
@@ -217,9 +213,13 @@ impl MatrixContent for GridContent<'_> {
                     _ => "S",
                 };
                 let colour = text_on(fill);
-                marks
-                    .painter
-                    .text(rect.center(), Align2::CENTER_CENTER, mark, font(), colour);
+                marks.painter.text(
+                    rect.center(),
+                    Align2::CENTER_CENTER,
+                    mark,
+                    matrix_view::label_font(),
+                    colour,
+                );
             } else {
                 marks.outline(rect, 1.0, Color32::WHITE);
             }
@@ -239,13 +239,19 @@ impl MatrixContent for GridContent<'_> {
             at,
             Align2::LEFT_CENTER,
             format!("L{}", self.grid.layers[slot]),
-            font(),
+            matrix_view::label_font(),
             color,
         );
         if let Some((expert, v)) = self.top_of(slot) {
             let at = pos2(rect.right() - 4.0, rect.center().y);
             let text = format!("E{expert} {}", compact(v));
-            painter.text(at, Align2::RIGHT_CENTER, text, font(), self.scale.color(v));
+            painter.text(
+                at,
+                Align2::RIGHT_CENTER,
+                text,
+                matrix_view::label_font(),
+                self.scale.color(v),
+            );
         }
     }
 
@@ -255,7 +261,13 @@ impl MatrixContent for GridContent<'_> {
         if expert.is_multiple_of(matrix_view::label_stride(self.cell, 22.0)) {
             let color = painter.ctx().global_style().visuals.text_color();
             let at = pos2(rect.left() + rect.width().min(22.0) / 2.0, rect.center().y);
-            painter.text(at, Align2::CENTER_CENTER, expert, font(), color);
+            painter.text(
+                at,
+                Align2::CENTER_CENTER,
+                expert,
+                matrix_view::label_font(),
+                color,
+            );
         }
     }
 

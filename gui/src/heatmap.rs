@@ -8,7 +8,7 @@
 
 use std::f32::consts::FRAC_PI_2;
 
-use eframe::egui::{self, pos2, Align2, Color32, FontId, Painter, Rect, Ui};
+use eframe::egui::{self, pos2, Align2, Color32, Painter, Rect, Ui};
 
 use crate::colors::{expert_color, sequential, text_on};
 use crate::matrix_view::{self, CellMarks, MatrixContent, MatrixFrame, MatrixState};
@@ -94,10 +94,6 @@ struct HeatContent<'a> {
     warn: Color32,
 }
 
-fn font() -> FontId {
-    FontId::monospace(10.0)
-}
-
 impl MatrixContent for HeatContent<'_> {
     fn rows(&self) -> usize {
         self.view.layers.len()
@@ -137,9 +133,13 @@ impl MatrixContent for HeatContent<'_> {
         if self.colour == HeatColour::Expert && self.cell >= TEXT_MIN_CELL {
             if let Some(&(e, _)) = choice.first() {
                 let colour = text_on(fill);
-                marks
-                    .painter
-                    .text(rect.center(), Align2::CENTER_CENTER, e, font(), colour);
+                marks.painter.text(
+                    rect.center(),
+                    Align2::CENTER_CENTER,
+                    e,
+                    matrix_view::label_font(),
+                    colour,
+                );
             }
         }
         // The same set of experts, in any order (a token chooses an expert at most once).
@@ -169,7 +169,13 @@ impl MatrixContent for HeatContent<'_> {
         let color = painter.ctx().global_style().visuals.text_color();
         let at = pos2(rect.left() + 2.0, rect.center().y);
         let text = format!("L{}", self.view.layers[slot]);
-        painter.text(at, Align2::LEFT_CENTER, text, font(), color);
+        painter.text(
+            at,
+            Align2::LEFT_CENTER,
+            text,
+            matrix_view::label_font(),
+            color,
+        );
     }
 
     fn paint_col_label(&self, painter: &Painter, rect: Rect, p: usize) {
@@ -184,7 +190,7 @@ impl MatrixContent for HeatContent<'_> {
         };
         let token = self.view.tokens.get(p).map_or("", String::as_str);
         let shown: String = token.replace('\n', "\\n").chars().take(10).collect();
-        let galley = painter.layout_no_wrap(shown, font(), color);
+        let galley = painter.layout_no_wrap(shown, matrix_view::label_font(), color);
         let at = pos2(
             rect.left() + (self.cell.min(22.0) - 12.0) / 2.0,
             rect.bottom() - 4.0,

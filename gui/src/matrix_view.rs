@@ -143,6 +143,11 @@ impl CellMarks<'_> {
     }
 }
 
+/// The font of labels and cell marks in every matrix view.
+pub fn label_font() -> egui::FontId {
+    egui::FontId::monospace(10.0)
+}
+
 /// Every how many rows (or columns) a label fits when each label needs `needed` points and a
 /// cell is `cell` points: 1, 2, 4, … so labels never overlap at any zoom.
 pub fn label_stride(cell: f32, needed: f32) -> usize {
