@@ -13,7 +13,7 @@ use moescope_engine::{
 };
 
 use crate::cli::BenchArgs;
-use crate::session::load;
+use crate::terminal::open_model;
 
 /// Throughputs of one configuration, in tokens per second.
 struct Throughput {
@@ -24,7 +24,7 @@ struct Throughput {
 /// Runs the benchmark and prints the table (or JSON).
 pub fn run(args: &BenchArgs) -> Result<()> {
     let memory = MemoryPeak::start();
-    let ck = load(&args.model)?;
+    let ck = open_model(&args.model)?;
     let model = &ck.model;
     refuse_runs_that_cannot_fit(model.config(), args)?;
     let vocab = model.config().vocab_size as u32;

@@ -1,28 +1,21 @@
-//! `moescope`: the command-line front of the workbench. It parses arguments and calls the
-//! engine; every piece of logic lives in the library crates.
+//! `moescope`: the command-line front of the workbench. It parses arguments, calls the
+//! workbench and engine libraries, and prints; the logic lives in the library crates.
 
-mod analyze;
-mod attribute;
 mod bench;
 mod cli;
 mod commands;
-mod eval;
-mod experiment;
-mod record;
-mod session;
+mod signals;
+mod terminal;
 
 use std::process::ExitCode;
 
 use clap::Parser;
 
-/// The exit status of a command stopped by SIGINT or SIGTERM (128 + SIGINT), as shells report.
-const EXIT_INTERRUPTED: u8 = 130;
-
 fn main() -> ExitCode {
     restore_default_sigpipe();
     let cli = cli::Cli::parse();
     match commands::run(cli) {
-        Ok(()) if session::was_interrupted() => ExitCode::from(EXIT_INTERRUPTED),
+        Ok(()) if signals::was_interrupted() => ExitCode::from(signals::EXIT_INTERRUPTED),
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");

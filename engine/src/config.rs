@@ -6,7 +6,6 @@ use std::path::{Path, PathBuf};
 use serde_json::Value;
 
 use crate::error::{EngineError, Result};
-use crate::layers::GluActivation;
 use crate::rope::{yarn_mscale, RopeScaling, RopeSpec};
 use crate::routing::{GroupLimit, GroupScore, RoutingRule, Scoring};
 
@@ -875,4 +874,19 @@ impl Fields<'_> {
             _ => vec![None; num_layers],
         })
     }
+}
+
+/// The gated activation of an MLP: how `gate(x)` and `up(x)` combine.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum GluActivation {
+    /// `silu(gate) · up`.
+    Silu,
+    /// GPT-OSS: gate clamped above at `limit`, up clamped to ±`limit`,
+    /// `(up + 1) · gate · sigmoid(alpha · gate)`.
+    ClampedSwiGlu {
+        /// Slope inside the sigmoid.
+        alpha: f32,
+        /// Clamp bound.
+        limit: f32,
+    },
 }

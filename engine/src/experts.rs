@@ -8,12 +8,13 @@ use candle_core::{CpuStorage, DType, Storage, Tensor};
 use half::f16;
 use rayon::prelude::*;
 
+use crate::config::GluActivation;
 use crate::config::MoeSpec;
 use crate::error::{EngineError, Result};
 use crate::kernels::{self, DenseMatrix, Fp8Matrix, Mxfp4Matrix, RowGroup, WeightMatrix};
-use crate::layers::{GluActivation, SwiGlu};
+use crate::layers::SwiGlu;
 use crate::matrix::Matrix;
-use crate::moe::{ExpertLayout, MoeNames};
+use crate::moe_names::{ExpertLayout, MoeNames};
 use crate::routing::Routing;
 use crate::weights::Weights;
 

@@ -3,6 +3,7 @@
 
 use candle_core::{Tensor, D};
 
+use crate::config::GluActivation;
 use crate::error::Result;
 use crate::matrix::Matrix;
 use crate::weights::Weights;
@@ -75,21 +76,6 @@ impl RmsNorm {
         }
         Ok(candle_nn::ops::rms_norm(&x, &self.weight, self.eps)?)
     }
-}
-
-/// The gated activation of an MLP: how `gate(x)` and `up(x)` combine.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub enum GluActivation {
-    /// `silu(gate) · up`.
-    Silu,
-    /// GPT-OSS: gate clamped above at `limit`, up clamped to ±`limit`,
-    /// `(up + 1) · gate · sigmoid(alpha · gate)`.
-    ClampedSwiGlu {
-        /// Slope inside the sigmoid.
-        alpha: f32,
-        /// Clamp bound.
-        limit: f32,
-    },
 }
 
 /// A gated MLP, `down(act(gate(x), up(x)))`, with gate and up fused into one matmul and

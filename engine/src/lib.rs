@@ -22,6 +22,7 @@ pub mod matrix;
 pub mod mla;
 pub mod model;
 pub mod moe;
+pub mod moe_names;
 pub mod ops;
 pub mod policy;
 pub mod profile;

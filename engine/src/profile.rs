@@ -219,32 +219,20 @@ impl SteeringProfile {
         Ok((profile, policy))
     }
 
+    /// The profile as TOML text, as a profile file holds it (the engine writes no files; the
+    /// workbench and the app save this text).
+    pub fn to_toml(&self) -> Result<String> {
+        toml::to_string_pretty(self).map_err(|e| EngineError::Profile {
+            path: self.name.clone().unwrap_or_default().into(),
+            line: None,
+            message: e.to_string(),
+        })
+    }
+
     /// The routing policy of a profile built in code, checked against `config` exactly as a
     /// profile file would be (`name` labels errors).
     pub fn to_policy(&self, name: &str, config: &ModelConfig) -> Result<RoutingPolicy> {
-        let text = toml::to_string_pretty(self).map_err(|e| EngineError::Profile {
-            path: name.into(),
-            line: None,
-            message: e.to_string(),
-        })?;
-        Ok(Self::parse(&text, Path::new(name), config)?.1)
-    }
-
-    /// Writes the profile as TOML, through a temporary file renamed into place so a failed
-    /// write never leaves half a profile.
-    pub fn save(&self, path: &Path) -> Result<()> {
-        let io = |source| EngineError::Io {
-            path: path.to_path_buf(),
-            source,
-        };
-        let text = toml::to_string_pretty(self).map_err(|e| EngineError::Profile {
-            path: path.to_path_buf(),
-            line: None,
-            message: e.to_string(),
-        })?;
-        let tmp = path.with_extension("toml.tmp");
-        std::fs::write(&tmp, text).map_err(io)?;
-        std::fs::rename(&tmp, path).map_err(io)
+        Ok(Self::parse(&self.to_toml()?, Path::new(name), config)?.1)
     }
 }
 
@@ -351,13 +339,11 @@ value = 6
     }
 
     #[test]
-    fn save_and_load_round_trip() {
+    fn text_round_trip() {
         let (p, policy) = parse(GOOD).unwrap();
-        let path =
-            std::env::temp_dir().join(format!("moescope-profile-{}.toml", std::process::id()));
-        p.save(&path).unwrap();
-        let (again, policy_again) = SteeringProfile::load(&path, &config()).unwrap();
-        std::fs::remove_file(&path).unwrap();
+        let text = p.to_toml().unwrap();
+        let (again, policy_again) =
+            SteeringProfile::parse(&text, Path::new("again.toml"), &config()).unwrap();
         assert_eq!(again, p);
         assert_eq!(policy_again, policy);
     }

@@ -11,6 +11,9 @@ pub enum GuiError {
     /// From the analysis layer: reading a ranking.
     #[error(transparent)]
     Analysis(#[from] moescope_analysis::error::AnalysisError),
+    /// From the workbench: recording, evaluation, attribution, saving a profile.
+    #[error("{}", chain(.0))]
+    Workbench(#[from] moescope_workbench::WorkbenchError),
     /// A field the user filled in is not usable.
     #[error("{0}")]
     Input(String),
@@ -19,6 +22,17 @@ pub enum GuiError {
         "could not open the window: {0}; a display is needed (set DISPLAY, or run under Xvfb)"
     )]
     Window(String),
+}
+
+/// An error with its causes, "what: why: …", as the CLI prints it.
+pub fn chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        text.push_str(&format!(": {s}"));
+        source = s.source();
+    }
+    text
 }
 
 /// Result with [`GuiError`].

@@ -10,17 +10,21 @@ pub mod grid;
 pub mod heatmap;
 pub mod log;
 pub mod matrix_view;
+pub mod panels;
 pub mod plots;
 pub mod ranking;
 pub mod recording;
 pub mod run_view;
+pub mod set_work;
+pub mod state;
 pub mod steering;
+pub mod widgets;
 pub mod worker;
 
 use std::path::PathBuf;
 
-pub use app::{MoescopeApp, StartOptions};
 pub use error::{GuiError, Result};
+pub use state::{MoescopeApp, StartOptions};
 
 /// Opens the window on the checkpoint at `model_dir` and returns when it is closed.
 pub fn run(model_dir: PathBuf, start: StartOptions) -> Result<()> {

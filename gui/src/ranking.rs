@@ -27,7 +27,13 @@ impl Ranking {
     /// Reads a ranking Parquet file; it needs integer `layer` and `expert` columns.
     pub fn load(path: &Path) -> Result<Self> {
         require_path(path, "a ranking (.parquet from `moescope analyze`)")?;
-        let table = Table::read_parquet(path)?;
+        Self::from_table(path, &Table::read_parquet(path)?)
+    }
+
+    /// A ranking from a table in memory (named `source` in messages and the window); it needs
+    /// integer `layer` and `expert` columns.
+    pub fn from_table(source: &Path, table: &Table) -> Result<Self> {
+        let path = source;
         let ids = |name: &str| match table.column(name) {
             Some(Column::Int(v)) => Ok(v.iter().map(|&x| x as usize).collect::<Vec<_>>()),
             _ => Err(GuiError::Input(format!(

@@ -102,7 +102,16 @@ impl SteeringList {
 
     /// Writes the list as a steering profile.
     pub fn save(&self, path: &Path) -> Result<()> {
-        Ok(self.profile.save(path)?)
+        require_path(path, "the steering profile to write (.toml)")?;
+        Ok(moescope_workbench::profiles::save_profile(
+            &self.profile,
+            path,
+        )?)
+    }
+
+    /// The list as profile text (stored with a recording made under it).
+    pub fn to_profile_text(&self) -> String {
+        self.profile.to_toml().unwrap_or_default()
     }
 
     /// Replaces the list with a profile file, checked against the model.

@@ -15,8 +15,12 @@ use moescope_engine::{
 
 use moescope_analysis::Records;
 
+use moescope_workbench::WorkbenchError;
+
+use crate::error::chain;
 use crate::recording::{sequence_view, top_tokens};
 use crate::run_view::RunView;
+use crate::set_work::{run_set_job, SetJob, SetOutcome, SetProgress};
 
 /// A generation to run: unsteered, and steered when a policy is given.
 #[derive(Debug, Clone)]
@@ -42,6 +46,8 @@ pub enum Job {
     Browse(Arc<Records>, u32),
     /// Count the tokens a recording routed to (layer, expert).
     TopTokens(Arc<Records>, usize, usize),
+    /// Record, evaluate or attribute over a prompt set.
+    Set(Box<SetJob>),
 }
 
 /// Which of the two runs of a job an event is about.
@@ -71,6 +77,10 @@ pub enum Event {
     Browsed(Box<RunView>),
     /// The tokens a recording routed most often to (layer, expert), with counts.
     TopTokens((usize, usize), Vec<(String, u64)>),
+    /// A prompt-set task's progress.
+    SetProgress(SetProgress),
+    /// A prompt-set task finished.
+    SetDone(SetOutcome),
     /// Something failed; the message names what and how to fix it.
     Failed(String),
 }
@@ -127,6 +137,16 @@ impl Worker {
                         match top_tokens(&records, layer, expert, 20) {
                             Ok(t) => send(Event::TopTokens((layer, expert), t)),
                             Err(e) => send(Event::Failed(e.to_string())),
+                        }
+                    }
+                    Job::Set(job) => {
+                        let progress = |p| send(Event::SetProgress(p));
+                        match run_set_job(&ck, &job, &progress) {
+                            Ok(outcome) => send(Event::SetDone(outcome)),
+                            Err(WorkbenchError::Cancelled) => {
+                                send(Event::JobDone { cancelled: true })
+                            }
+                            Err(e) => send(Event::Failed(chain(&e))),
                         }
                     }
                 }

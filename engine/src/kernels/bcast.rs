@@ -23,7 +23,7 @@ use std::arch::x86_64::*;
 use rayon::prelude::*;
 
 #[cfg(target_arch = "x86_64")]
-use super::simd::WeightElem;
+use super::elem::WeightElem;
 #[cfg(target_arch = "x86_64")]
 use super::tiles::Block;
 

@@ -4,13 +4,14 @@
 //! micro-kernel, never as a whole, so a product reads each weight byte once per call.
 //!
 //! One tiled driver ([`tiles`]) serves every instruction set; what differs per CPU is a
-//! [`simd::Kernel`] (how to load, convert and multiply one step of `k`). The path is chosen at
+//! [`elem::Kernel`] (how to load, convert and multiply one step of `k`). The path is chosen at
 //! run time from the CPU's features ([`KernelPath::detect`]) and can be forced with
 //! `MOESCOPE_KERNEL=portable|avx2|avx512|avx512bf16` or [`force_path`], so the portable path is
 //! tested on every machine.
 
 mod bcast;
 mod calibrate;
+mod elem;
 mod fp8;
 mod mxfp4;
 mod simd;

@@ -10,7 +10,7 @@
 
 use std::ops::Range;
 
-use super::simd::Kernel;
+use super::elem::Kernel;
 
 /// Task blocks are a multiple of this many weight rows (the widest micro-tile).
 pub const COL_ALIGN: usize = 8;

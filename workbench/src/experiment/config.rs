@@ -5,7 +5,7 @@
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{bail, Context, Result};
+use crate::error::{bail, input_error, Result, ResultExt};
 use serde::{Deserialize, Serialize};
 
 /// The experiment format version this build reads.
@@ -183,8 +183,8 @@ impl ExperimentConfig {
                 .span()
                 .map(|s| text[..s.start.min(text.len())].matches('\n').count() + 1);
             match line {
-                Some(l) => anyhow::anyhow!("line {l}: {}", e.message()),
-                None => anyhow::anyhow!("{}", e.message()),
+                Some(l) => input_error!("line {l}: {}", e.message()),
+                None => input_error!("{}", e.message()),
             }
         })?;
         cfg.check()?;
@@ -222,7 +222,7 @@ impl ExperimentConfig {
         }
         for name in self.template_args.keys() {
             moescope_engine::chat::check_template_arg_name(name)
-                .map_err(|e| anyhow::anyhow!("[template_args]: {e}"))?;
+                .map_err(|e| input_error!("[template_args]: {e}"))?;
         }
         if !["auto", "f32", "bf16", "f16"].contains(&self.dtype.as_str()) {
             bail!("dtype = \"{}\": use auto, f32, bf16 or f16", self.dtype);
@@ -253,7 +253,7 @@ impl ExperimentConfig {
         }
         d.positions
             .parse::<moescope_analysis::Positions>()
-            .map_err(|e| anyhow::anyhow!("[detect] positions: {e}"))?;
+            .map_err(|e| input_error!("[detect] positions: {e}"))?;
         if d.max_per_layer == Some(0) {
             bail!("[detect] max_per_layer must be at least 1");
         }
@@ -344,7 +344,7 @@ fn auto_dtype() -> String {
 
 /// The fuzz tests' text mutator, shared with the integration tests.
 #[cfg(test)]
-#[path = "../../tests/common/mutate.rs"]
+#[path = "../../../tests/common/mutate.rs"]
 #[allow(dead_code)] // Shared with tests that use the rest of it.
 mod mutate;
 
@@ -360,7 +360,7 @@ mod tests {
     /// with `MOESCOPE_FUZZ_ROUNDS`).
     #[test]
     fn mutated_experiment_files_never_panic() {
-        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+        let root = std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/.."));
         let mut parsed = 0;
         for (seed, file) in [
             "experiments/refusal.toml",
@@ -389,7 +389,7 @@ mod tests {
 
     #[test]
     fn names_and_values_are_checked() {
-        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+        let root = std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/.."));
         let base = std::fs::read_to_string(root.join("experiments/refusal.toml")).unwrap();
         for (from, to, why) in [
             ("name = \"refusal\"", "name = \"../../x\"", "leave out /"),

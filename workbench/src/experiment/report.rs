@@ -7,12 +7,12 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
-use anyhow::Result;
 use moescope_analysis::plot::{sweep_plot, Series};
 use moescope_analysis::{bootstrap_grid_mean, Column, Estimate, OutputSet, Table};
 
 use super::config::ExperimentConfig;
 use super::{slug, Measured};
+use crate::error::Result;
 
 /// How an expert set was chosen.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -352,7 +352,7 @@ impl<'a> Report<'a> {
     /// Writes every file of the report; `complete` marks a finished run.
     /// The files land together: a failed write leaves the previous version of every one.
     pub fn write(&self, complete: bool) -> Result<()> {
-        crate::session::writing(|| {
+        crate::outputs::writing(|| {
             let mut set = OutputSet::new();
             let results = self.results_table();
             results.write_parquet(&mut set, &self.out.join("results.parquet"))?;

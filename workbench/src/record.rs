@@ -1,13 +1,10 @@
-//! `moescope record`: runs a prompt set through the model in batches and streams the routing
-//! of every token to a Parquet records folder. Ctrl-C stops after the current batch and still
-//! leaves complete files (marked incomplete in run.parquet).
+//! Recording: runs a prompt set through the model in batches and streams the routing of every
+//! token to a Parquet records folder. A raised cancel flag stops it after the current batch and
+//! still leaves complete files (marked incomplete in run.parquet).
 
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use anyhow::{bail, Context, Result};
-use indicatif::{ProgressBar, ProgressStyle};
 use moescope_analysis::records::{RecordWriter, RunInfo, SequenceInfo, TokenRouting};
 use moescope_engine::{
     load_prompt_set, trace_batch, Checkpoint, GenerateOptions, RoutingPolicy, SequenceTrace,
@@ -15,47 +12,17 @@ use moescope_engine::{
 };
 use sha2::{Digest, Sha256};
 
-use crate::cli::RecordArgs;
-use crate::session::{interrupt_flag, load, steering_policy};
+use crate::error::{bail, Result, ResultExt};
+use crate::progress::{CancelFlag, Progress};
 
-/// Runs `moescope record`.
-pub fn run(args: &RecordArgs) -> Result<()> {
-    let existing = moescope_analysis::records::existing_tables(&args.out);
-    if !existing.is_empty() && !args.overwrite {
+/// Fails when `out` already holds a recording and `overwrite` is not given.
+pub fn refuse_existing_recording(out: &Path, overwrite: bool) -> Result<()> {
+    let existing = moescope_analysis::records::existing_tables(out);
+    if !existing.is_empty() && !overwrite {
         bail!(
             "{} already holds a recording ({}); pass --overwrite to replace it, or choose another --out",
-            args.out.display(),
+            out.display(),
             existing.join(", ")
-        );
-    }
-    let ck = load(&args.model)?;
-    let policy = steering_policy(&ck, args.steer.as_deref(), &args.mask)?;
-    let job = RecordJob {
-        ck: &ck,
-        prompts: &args.prompts,
-        out: &args.out,
-        policy: &policy,
-        interventions: interventions_text(args)?,
-        generate: args.generate,
-        full_probs: args.full_probs,
-        batch: args.batch,
-        run_id: args.run_id.clone(),
-    };
-    let r = record(&job, &interrupt_flag())?;
-    if r.complete() {
-        println!(
-            "recorded {} prompts, {} routing rows → {}",
-            r.done,
-            r.rows,
-            args.out.display()
-        );
-    } else {
-        println!(
-            "interrupted: recorded {} of {} prompts, {} routing rows → {} (run.parquet says complete=false)",
-            r.done,
-            r.total,
-            r.rows,
-            args.out.display()
         );
     }
     Ok(())
@@ -101,8 +68,8 @@ impl Recorded {
 }
 
 /// Records the routing of every prompt of `job.prompts` into `job.out`, stopping after the
-/// current batch once `stop` is set (the files are then complete but marked so).
-pub fn record(job: &RecordJob<'_>, stop: &AtomicBool) -> Result<Recorded> {
+/// current batch once `stop` is raised (the files are then complete but marked so).
+pub fn record(job: &RecordJob<'_>, progress: &dyn Progress, stop: &CancelFlag) -> Result<Recorded> {
     if job.batch == 0 {
         bail!("--batch must be at least 1");
     }
@@ -182,14 +149,11 @@ pub fn record(job: &RecordJob<'_>, stop: &AtomicBool) -> Result<Recorded> {
         max_new_tokens: job.generate,
         ..Default::default()
     };
-    let bar = ProgressBar::new(records.len() as u64);
-    bar.set_style(ProgressStyle::with_template(
-        "recording {bar:40} {pos}/{len} prompts ({elapsed}, eta {eta}) {msg}",
-    )?);
+    progress.begin("recording", Some(records.len() as u64), "prompts");
     let mut done = 0usize;
     let mut texts = TokenTexts::default();
     for (chunk_index, chunk) in encoded.chunks(job.batch).enumerate() {
-        if stop.load(Ordering::SeqCst) {
+        if stop.is_cancelled() {
             break;
         }
         let traces = trace_batch(&ck.model, Some(&ck.codec), chunk, &opts, job.policy)?;
@@ -216,10 +180,10 @@ pub fn record(job: &RecordJob<'_>, stop: &AtomicBool) -> Result<Recorded> {
             });
         }
         done += chunk.len();
-        bar.set_position(done as u64);
-        bar.set_message(format!("{} rows", writer.rows_written()));
+        progress.advance(chunk.len() as u64);
+        progress.note(&format!("{} rows", writer.rows_written()));
     }
-    bar.finish_and_clear();
+    progress.end();
     let total = records.len();
     let rows = writer.finish(done == total)?;
     Ok(Recorded { done, total, rows })
@@ -280,20 +244,6 @@ fn push_trace(
         }
     }
     Ok(())
-}
-
-/// The interventions in effect, as the profile text plus any `--mask` flags.
-fn interventions_text(args: &RecordArgs) -> Result<String> {
-    let mut text = match &args.steer {
-        Some(p) => {
-            std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?
-        }
-        None => String::new(),
-    };
-    for m in &args.mask {
-        text.push_str(&format!("# --mask {m}\n"));
-    }
-    Ok(text)
 }
 
 fn hex(bytes: &[u8]) -> String {

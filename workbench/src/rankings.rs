@@ -1,11 +1,10 @@
-//! `moescope analyze <stat>`: runs one statistic over a records folder and exports the ranking
-//! (Parquet, CSV, Markdown) with a layer × expert heatmap and a ranked bar chart (SVG).
+//! Expert rankings from a records folder: the statistics of the analysis crate run by name,
+//! and their export (Parquet, CSV, Markdown) with a layer × expert heatmap and a ranked bar
+//! chart (SVG), written as one output set.
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
-use anyhow::{bail, Context, Result};
-use indicatif::{ProgressBar, ProgressStyle};
 use moescope_analysis::plot::{heatmap, ranked_bars, Cell};
 use moescope_analysis::records::{RUN_FILE, TABLES};
 use moescope_analysis::stats::consistency::consistency;
@@ -15,7 +14,121 @@ use moescope_analysis::stats::npmi::{npmi, TokenEvent};
 use moescope_analysis::stats::super_experts::super_experts;
 use moescope_analysis::{OutputSet, Positions, Records, Table};
 
-use crate::cli::{AnalyzeArgs, SetsArgs, Stat, StatCommon};
+use crate::error::{bail, input_error, Result, ResultExt};
+use crate::progress::{stage, Progress};
+
+/// A statistic over a records folder that ranks experts.
+#[derive(Debug, Clone)]
+pub enum Statistic {
+    /// Activation count, rate and mean weight per expert; per-layer entropy and imbalance;
+    /// co-activation of expert pairs.
+    Frequency,
+    /// nPMI between a token event and each expert; pairs seen together fewer than
+    /// `min_count` times are dropped.
+    Npmi {
+        /// The event.
+        event: TokenEvent,
+        /// Least co-occurrence count kept.
+        min_count: u64,
+    },
+    /// Risk difference p1 − p2 between two labelled sets, ranked by |Δ|.
+    RiskDifference {
+        /// Label of the behaviour set.
+        behaviour: String,
+        /// Label of the control set.
+        control: String,
+    },
+    /// Behaviour set vs control set, ranked by a two-proportion z-test.
+    Contrast {
+        /// Label of the behaviour set.
+        behaviour: String,
+        /// Label of the control set.
+        control: String,
+    },
+    /// Local routing consistency per layer.
+    Consistency {
+        /// Segment length in tokens.
+        segment: usize,
+        /// Cache size in experts.
+        cache: usize,
+    },
+    /// Experts whose down-projection output peaks `factor` times above their layer's median.
+    SuperExperts {
+        /// Least ratio flagged.
+        factor: f64,
+    },
+}
+
+impl Statistic {
+    /// Runs the statistic over `rec` (at `positions` where it counts tokens), as one stage of
+    /// `progress`; the first export is the ranking itself.
+    pub fn rank(
+        &self,
+        rec: &Records,
+        positions: Positions,
+        progress: &dyn Progress,
+    ) -> Result<Vec<Export>> {
+        let computing = |what: &str| format!("computing {what}");
+        Ok(match self {
+            Statistic::Frequency => {
+                let f = stage(progress, &computing("frequency"), || {
+                    frequency(rec, positions)
+                })?;
+                vec![
+                    Export::plotted(
+                        f.experts.sorted_desc("rate", false),
+                        "rate",
+                        false,
+                        "activation rate",
+                    ),
+                    Export::table("layers", f.layers),
+                    Export::table("coactivation", f.coactivation),
+                ]
+            }
+            Statistic::Npmi { event, min_count } => {
+                let t = stage(progress, &computing("nPMI"), || {
+                    npmi(rec, event, *min_count, positions)
+                })?;
+                vec![Export::plotted(t, "npmi", true, "nPMI")]
+            }
+            Statistic::RiskDifference { behaviour, control } => {
+                let name = "risk difference";
+                let t = stage(progress, &computing(name), || {
+                    risk_difference(rec, behaviour, control, positions)
+                })?;
+                let title = format!("{name}, {behaviour} vs {control}");
+                vec![Export::plotted(t, "delta", true, &title)]
+            }
+            Statistic::Contrast { behaviour, control } => {
+                let name = "contrast z";
+                let t = stage(progress, &computing(name), || {
+                    contrast(rec, behaviour, control, positions)
+                })?;
+                let title = format!("{name}, {behaviour} vs {control}");
+                vec![Export::plotted(t, "z", true, &title)]
+            }
+            Statistic::Consistency { segment, cache } => {
+                let t = stage(progress, &computing("consistency"), || {
+                    consistency(rec, *segment, *cache)
+                })?;
+                vec![Export::table("", t)]
+            }
+            Statistic::SuperExperts { factor } => {
+                let t = stage(progress, &computing("super experts"), || {
+                    super_experts(rec, *factor)
+                })?;
+                let title = "peak |down_proj output| ÷ layer median";
+                vec![Export::plotted(t, "ratio", false, title)]
+            }
+        })
+    }
+}
+
+/// Parses which token positions a statistic counts: `all`, `prompt` or `generated`.
+pub fn parse_positions(text: &str) -> Result<Positions> {
+    text.parse()
+        .map_err(|e: String| input_error!("--positions: {e}"))
+}
 
 /// How a ranking is plotted: the column coloured on the heatmap and charted as bars, and
 /// whether its values are signed (diverging colours).
@@ -39,7 +152,8 @@ pub struct Export {
 }
 
 impl Export {
-    fn table(part: &'static str, table: Table) -> Self {
+    /// A table written without plots.
+    pub fn table(part: &'static str, table: Table) -> Self {
         Self {
             part,
             table,
@@ -48,7 +162,8 @@ impl Export {
         }
     }
 
-    fn plotted(table: Table, value: &'static str, signed: bool, title: &str) -> Self {
+    /// The main table, plotted by `value`.
+    pub fn plotted(table: Table, value: &'static str, signed: bool, title: &str) -> Self {
         Self {
             part: "",
             table,
@@ -56,60 +171,6 @@ impl Export {
             title: title.to_string(),
         }
     }
-}
-
-/// Runs the statistic and writes its outputs.
-pub fn run(args: &AnalyzeArgs) -> Result<()> {
-    crate::session::end_at_once_on_interrupt();
-    let (common, exports) = match &args.stat {
-        Stat::Attribute(a) => return crate::attribute::run(a),
-        Stat::Freq(common) => {
-            let rec = open(common)?;
-            let f = spin("frequency", || Ok(frequency(&rec, positions(common)?)?))?;
-            let experts = f.experts.sorted_desc("rate", false);
-            let exports = vec![
-                Export::plotted(experts, "rate", false, "activation rate"),
-                Export::table("layers", f.layers),
-                Export::table("coactivation", f.coactivation),
-            ];
-            (common, exports)
-        }
-        Stat::Npmi {
-            common,
-            tokens,
-            label,
-            span,
-            min_count,
-        } => {
-            let event = npmi_event(tokens.as_deref(), label.as_deref(), span.as_deref())?;
-            let rec = open(common)?;
-            let t = spin("nPMI", || {
-                Ok(npmi(&rec, &event, *min_count, positions(common)?)?)
-            })?;
-            (common, vec![Export::plotted(t, "npmi", true, "nPMI")])
-        }
-        Stat::Rd(s) => compare_sets(s, "risk difference", "delta", risk_difference)?,
-        Stat::Contrast(s) => compare_sets(s, "contrast z", "z", contrast)?,
-        Stat::Consistency {
-            common,
-            segment,
-            cache,
-        } => {
-            let rec = open(common)?;
-            let t = spin("consistency", || Ok(consistency(&rec, *segment, *cache)?))?;
-            (common, vec![Export::table("", t)])
-        }
-        Stat::SuperExperts { common, factor } => {
-            let rec = open(common)?;
-            let t = spin("super experts", || Ok(super_experts(&rec, *factor)?))?;
-            let title = "peak |down_proj output| ÷ layer median";
-            (common, vec![Export::plotted(t, "ratio", false, title)])
-        }
-    };
-    let written = write_exports(&common.out, common.top, &exports)?;
-    print!("{}", exports[0].table.to_markdown(common.top));
-    say_written(&written);
-    Ok(())
 }
 
 /// The nPMI event from exactly one of a token list, a label or an `OPEN,CLOSE` span.
@@ -146,52 +207,6 @@ pub fn npmi_event(
         }
     }
     Ok(event)
-}
-
-/// A behaviour-vs-control statistic of the analysis crate.
-type SetStat = fn(&Records, &str, &str, Positions) -> moescope_analysis::error::Result<Table>;
-
-/// Runs a behaviour-vs-control statistic, to be exported plotted by `value`.
-fn compare_sets<'a>(
-    s: &'a SetsArgs,
-    name: &str,
-    value: &'static str,
-    stat: SetStat,
-) -> Result<(&'a StatCommon, Vec<Export>)> {
-    let rec = open(&s.common)?;
-    let t = spin(name, || {
-        Ok(stat(&rec, &s.behaviour, &s.control, positions(&s.common)?)?)
-    })?;
-    let title = format!("{name}, {} vs {}", s.behaviour, s.control);
-    Ok((&s.common, vec![Export::plotted(t, value, true, &title)]))
-}
-
-fn open(common: &StatCommon) -> Result<Records> {
-    let rec = Records::open(&common.records)?;
-    if !rec.run.complete {
-        eprintln!(
-            "note: {} is from an interrupted run; it holds only the sequences finished by then",
-            common.records.display()
-        );
-    }
-    Ok(rec)
-}
-
-fn positions(common: &StatCommon) -> Result<Positions> {
-    common
-        .positions
-        .parse()
-        .map_err(|e: String| anyhow::anyhow!("--positions: {e}"))
-}
-
-/// Runs `f` behind a spinner saying what is computed.
-pub fn spin<T>(what: &str, f: impl FnOnce() -> Result<T>) -> Result<T> {
-    let bar = ProgressBar::new_spinner().with_message(format!("computing {what}"));
-    bar.set_style(ProgressStyle::with_template("{spinner} {msg} ({elapsed})")?);
-    bar.enable_steady_tick(std::time::Duration::from_millis(120));
-    let out = f();
-    bar.finish_and_clear();
-    out
 }
 
 /// Fails when `path` is one of the tables of a records folder (`--out rec/routing` would
@@ -242,20 +257,13 @@ fn output_path(out: &Path, part: &str, suffix: &str) -> PathBuf {
 /// Writes every export as one output set (nothing lands unless all of them are complete, and
 /// a signal waits for the renames); returns the files written.
 pub fn write_exports(out: &Path, top: usize, exports: &[Export]) -> Result<Vec<PathBuf>> {
-    crate::session::writing(|| {
+    crate::outputs::writing(|| {
         let mut set = OutputSet::new();
         for e in exports {
             write_ranking(&mut set, out, top, e)?;
         }
         Ok(set.commit()?)
     })
-}
-
-/// Says which files a command wrote.
-pub fn say_written(paths: &[PathBuf]) {
-    for p in paths {
-        eprintln!("wrote {}", p.display());
-    }
 }
 
 /// Stages a ranking as OUT.parquet, OUT.csv, OUT.md (top rows) and, with a plot spec, the

@@ -1,0 +1,157 @@
+//! The prompt-set panel as a user drives it on the embedded model: record the set (the
+//! recording opens for browsing), evaluate it with intervals, unsteered and steered, and rank
+//! experts by attribution onto the grid. The numbers are the workbench's, the same functions
+//! the CLI calls.
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use egui_kittest::kittest::Queryable;
+use egui_kittest::Harness;
+use moescope_engine::{Checkpoint, InterventionKind, RoutingPolicy};
+use moescope_gui::state::GridSource;
+use moescope_gui::MoescopeApp;
+use moescope_workbench::eval::{evaluate, EvalSettings};
+use moescope_workbench::{CancelFlag, Metric, PromptSet, Silent};
+
+fn repo(path: &str) -> PathBuf {
+    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/..")).join(path)
+}
+
+fn harness() -> Harness<'static, MoescopeApp> {
+    Harness::builder()
+        .with_size(eframe::egui::vec2(1280.0, 800.0))
+        .build_ui_state(
+            |ui, app: &mut MoescopeApp| app.show(ui),
+            MoescopeApp::new(repo("assets/default-model"), || {}),
+        )
+}
+
+/// Steps the UI until `done` holds (the worker runs on its own thread).
+fn wait_for(
+    h: &mut Harness<'static, MoescopeApp>,
+    what: &str,
+    done: impl Fn(&MoescopeApp) -> bool,
+) {
+    let start = Instant::now();
+    while !done(h.state()) {
+        assert!(
+            start.elapsed() < Duration::from_secs(300),
+            "timed out waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+        h.step();
+    }
+    h.run_steps(2);
+}
+
+/// Clicks a button that hands a task to the worker and waits until the task ends.
+fn run_task(h: &mut Harness<'static, MoescopeApp>, button: &str) {
+    h.get_by_label(button).click();
+    h.run_steps(1);
+    assert!(h.state().busy, "{button} started a task");
+    wait_for(h, button, |a| !a.busy);
+}
+
+fn load_set(h: &mut Harness<'static, MoescopeApp>, path: &str) {
+    h.state_mut().prompt_set_path = repo(path).display().to_string();
+    h.get_by_label("Load set").click();
+    h.run_steps(2);
+    assert!(!h.state().status.1, "{}", h.state().status.0);
+}
+
+#[test]
+fn record_evaluate_and_attribute_a_prompt_set() {
+    let mut h = harness();
+    wait_for(&mut h, "the model", |a| a.model.is_some());
+    load_set(&mut h, "datasets/examples/smoke.jsonl");
+
+    // Record: the folder is written and opened for browsing.
+    let out = std::env::temp_dir().join(format!("moescope-gui-rec-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&out);
+    h.state_mut().set_form.records_out = out.display().to_string();
+    h.state_mut().set_form.record_generate = 4;
+    run_task(&mut h, "Record");
+    assert!(!h.state().status.1, "{}", h.state().status.0);
+    let rec = h.state().recording.clone().expect("the recording opened");
+    assert_eq!(rec.sequences.len(), 6);
+    assert!(rec.run.complete);
+    // Recording again into the same folder is refused, and the recording is kept.
+    run_task(&mut h, "Record");
+    assert!(h.state().status.1);
+    assert!(h.state().status.0.contains("already holds a recording"));
+    assert!(out.join("run.parquet").is_file());
+    std::fs::remove_dir_all(&out).unwrap();
+
+    // Evaluate, unsteered then steered, against the workbench called directly.
+    h.state_mut().set_form.metrics = "perplexity".into();
+    run_task(&mut h, "Evaluate");
+    let rows = h.state().set_form.eval_rows.clone();
+    assert!(!h.state().status.1, "{}", h.state().status.0);
+    assert_eq!(rows.len(), 1, "baseline only when nothing is steered");
+    h.get_by_label("perplexity");
+    h.state_mut()
+        .steering
+        .set(5, 15, InterventionKind::Mask, None);
+    run_task(&mut h, "Evaluate");
+    let rows = h.state().set_form.eval_rows.clone();
+    assert_eq!(
+        rows.iter().map(|r| r.variant).collect::<Vec<_>>(),
+        ["baseline", "steered"]
+    );
+
+    let ck = Checkpoint::open(&repo("assets/default-model"), &candle_core::Device::Cpu).unwrap();
+    let set = PromptSet::load(&repo("datasets/examples/smoke.jsonl"), &ck.codec).unwrap();
+    let mut policy = RoutingPolicy::new();
+    policy.mask(5, 15);
+    let settings = EvalSettings {
+        max_tokens: h.state().max_tokens,
+        batch: 8,
+        resamples: 1000,
+        level: 0.95,
+        seed: 0,
+    };
+    let direct = evaluate(
+        &ck,
+        &set,
+        &Metric::parse("perplexity").unwrap(),
+        &policy,
+        &settings,
+        &Silent,
+        &CancelFlag::new(),
+    )
+    .unwrap();
+    for (gui, lib) in rows.iter().zip(&direct) {
+        assert_eq!(gui.estimate.value, lib.estimate.value, "{}", gui.variant);
+        assert_eq!(gui.estimate.low, lib.estimate.low);
+        assert_eq!(gui.estimate.high, lib.estimate.high);
+    }
+    assert_ne!(rows[0].estimate.value, rows[1].estimate.value);
+
+    // A metric that does not exist is a message, not a task.
+    h.state_mut().set_form.metrics = "bleu".into();
+    h.get_by_label("Evaluate").click();
+    h.run_steps(2);
+    assert!(!h.state().busy);
+    assert!(h.state().status.1);
+    assert!(
+        h.state().status.0.contains("metric bleu"),
+        "{}",
+        h.state().status.0
+    );
+
+    // Attribute: every routed expert ranked, shown on the grid.
+    h.state_mut().steering.clear();
+    h.state_mut().set_form.target = " Sure".into();
+    run_task(&mut h, "Attribute");
+    assert!(!h.state().status.1, "{}", h.state().status.0);
+    let config = h.state().model.clone().unwrap().config;
+    let ranking = h.state().ranking.as_ref().expect("a ranking");
+    assert_eq!(
+        ranking.order.len(),
+        config.moe_layers().len() * config.moe.num_experts
+    );
+    assert!(ranking.columns.iter().any(|c| c == "ablation_drop"));
+    assert_eq!(h.state().grid_source, GridSource::Ranking);
+    assert_eq!(h.state().selected, ranking.order.first().copied());
+}
