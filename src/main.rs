@@ -1,7 +1,6 @@
 //! `moescope`: the command-line front of the workbench. It parses arguments, calls the
 //! workbench and engine libraries, and prints; the logic lives in the library crates.
 
-mod bench;
 mod cli;
 mod commands;
 mod signals;

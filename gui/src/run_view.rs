@@ -105,18 +105,10 @@ impl RunView {
     }
 }
 
-/// Where the steered generation first departs from the baseline: the index of the first
-/// generated token that differs, or the length of the shorter one when one output is the
-/// other cut short; `None` when they are the same. Greedy outputs agree up to this token, and
-/// after it a token that equals the baseline's at the same position does so by coincidence of
-/// position, not because steering left it alone.
+/// Where the steered generation first departs from the baseline (see the workbench's
+/// [`moescope_workbench::generation::first_divergence`]), by token text.
 pub fn first_divergence(baseline: &[String], steered: &[String]) -> Option<usize> {
-    let common = baseline
-        .iter()
-        .zip(steered)
-        .take_while(|(a, b)| a == b)
-        .count();
-    (common < baseline.len().max(steered.len())).then_some(common)
+    moescope_workbench::generation::first_divergence(baseline, steered)
 }
 
 #[cfg(test)]

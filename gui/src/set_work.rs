@@ -1,16 +1,21 @@
-//! Work over a whole prompt set, run on the worker thread through the workbench library (the
-//! same functions as `moescope record`, `eval` and `analyze attribute`): recording its routing
-//! to a records folder, evaluating metrics with intervals for the unsteered and the steered
-//! model, and ranking experts by attribution. Progress goes back to the UI as events.
+//! Work over a whole prompt set or a recording, run on the worker thread through the workbench
+//! library (the same functions as `moescope record`, `eval` and `analyze`): recording a set's
+//! routing to a records folder, evaluating metrics with intervals for the unsteered and the
+//! steered model, ranking experts by attribution, and ranking a recording's experts by a
+//! statistic. Progress goes back to the UI as events.
 
 use std::cell::Cell;
 use std::path::PathBuf;
 
-use moescope_analysis::Table;
+use std::sync::Arc;
+
+use moescope_analysis::stats::npmi::TokenEvent;
+use moescope_analysis::{Positions, Records, Table};
 use moescope_engine::{CancelFlag, Checkpoint, RoutingPolicy};
 use moescope_workbench::attribution::Attribution;
 use moescope_workbench::eval::{evaluate, EvalRow, EvalSettings};
 use moescope_workbench::prompts::prompts_with_label;
+use moescope_workbench::rankings::Statistic;
 use moescope_workbench::record::{record, RecordJob};
 use moescope_workbench::{Metric, Progress, PromptSet, WorkbenchError};
 
@@ -30,6 +35,14 @@ pub struct SetForm {
     pub progress: Option<SetProgress>,
     /// The last evaluation's estimates.
     pub eval_rows: Vec<EvalRow>,
+    /// The statistic the recording panel ranks by.
+    pub statistic: StatChoice,
+    /// Behaviour label for the recording's statistic.
+    pub behaviour: String,
+    /// Control label for the recording's statistic.
+    pub control: String,
+    /// Which token positions the recording's statistic counts.
+    pub positions: Positions,
 }
 
 impl Default for SetForm {
@@ -41,6 +54,10 @@ impl Default for SetForm {
             target: String::new(),
             progress: None,
             eval_rows: Vec::new(),
+            statistic: StatChoice::Contrast,
+            behaviour: String::new(),
+            control: String::new(),
+            positions: Positions::All,
         }
     }
 }
@@ -86,6 +103,98 @@ pub struct SetJob {
     pub cancel: CancelFlag,
 }
 
+/// A statistic the recording panel offers, with the labels it compares.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StatChoice {
+    /// Activation rate per expert.
+    Frequency,
+    /// Behaviour vs control labels, two-proportion z-test.
+    Contrast,
+    /// Behaviour vs control labels, risk difference.
+    RiskDifference,
+    /// nPMI between the behaviour label's tokens and each expert.
+    Npmi,
+}
+
+impl StatChoice {
+    /// Every choice, in menu order.
+    pub const ALL: [StatChoice; 4] = [
+        StatChoice::Frequency,
+        StatChoice::Contrast,
+        StatChoice::RiskDifference,
+        StatChoice::Npmi,
+    ];
+
+    /// The name the CLI gives it (`moescope analyze NAME`).
+    pub fn name(self) -> &'static str {
+        match self {
+            StatChoice::Frequency => "freq",
+            StatChoice::Contrast => "contrast",
+            StatChoice::RiskDifference => "rd",
+            StatChoice::Npmi => "npmi",
+        }
+    }
+
+    /// Whether it compares a behaviour label with a control label.
+    pub fn needs_control(self) -> bool {
+        matches!(self, StatChoice::Contrast | StatChoice::RiskDifference)
+    }
+
+    /// The workbench statistic over `behaviour` and `control`.
+    pub fn statistic(self, behaviour: &str, control: &str) -> Statistic {
+        match self {
+            StatChoice::Frequency => Statistic::Frequency,
+            StatChoice::Contrast => Statistic::Contrast {
+                behaviour: behaviour.into(),
+                control: control.into(),
+            },
+            StatChoice::RiskDifference => Statistic::RiskDifference {
+                behaviour: behaviour.into(),
+                control: control.into(),
+            },
+            StatChoice::Npmi => Statistic::Npmi {
+                event: TokenEvent::Label(behaviour.into()),
+                min_count: 5,
+            },
+        }
+    }
+}
+
+/// A statistic to run over a recording.
+#[derive(Debug, Clone)]
+pub struct RankJob {
+    /// The opened recording.
+    pub records: Arc<Records>,
+    /// What to compute.
+    pub statistic: Statistic,
+    /// Which token positions count.
+    pub positions: Positions,
+    /// How the ranking is named in the window.
+    pub title: String,
+}
+
+/// Runs a statistic over a recording: its ranking table.
+pub fn run_rank_job(
+    job: &RankJob,
+    progress: &dyn Fn(SetProgress),
+) -> Result<SetOutcome, WorkbenchError> {
+    let reporter = Reporter {
+        send: progress,
+        stage: Cell::new((0, None)),
+        what: Default::default(),
+    };
+    let exports = job.statistic.rank(&job.records, job.positions, &reporter)?;
+    let table = exports
+        .into_iter()
+        .next()
+        .map(|e| e.table)
+        .unwrap_or_default();
+    Ok(SetOutcome::Ranked {
+        table: Box::new(table),
+        title: job.title.clone(),
+    })
+}
+
 /// Where a set task stands, for the progress bar.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SetProgress {
@@ -111,6 +220,13 @@ pub enum SetOutcome {
     },
     /// The evaluation's estimates.
     Evaluated(Vec<EvalRow>),
+    /// A recording's ranking by a statistic.
+    Ranked {
+        /// The ranking.
+        table: Box<Table>,
+        /// How it is named in the window.
+        title: String,
+    },
     /// The attribution ranking and the rank agreement of its two methods.
     Attributed {
         /// The ranking (ablation drop first).

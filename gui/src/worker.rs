@@ -9,18 +9,18 @@ use std::thread::JoinHandle;
 
 use candle_core::Device;
 use moescope_engine::{
-    trace_batch_streaming, CancelFlag, ChatMessage, ChatOptions, Checkpoint, GenerateOptions,
-    ModelConfig, RoutingPolicy,
+    trace_batch_streaming, CancelFlag, Checkpoint, GenerateOptions, ModelConfig, RoutingPolicy,
 };
 
 use moescope_analysis::Records;
 
+use moescope_workbench::generation::{encode_prompt, PromptText};
 use moescope_workbench::WorkbenchError;
 
 use crate::error::chain;
 use crate::recording::{sequence_view, top_tokens};
 use crate::run_view::RunView;
-use crate::set_work::{run_set_job, SetJob, SetOutcome, SetProgress};
+use crate::set_work::{run_rank_job, run_set_job, RankJob, SetJob, SetOutcome, SetProgress};
 
 /// A generation to run: unsteered, and steered when a policy is given.
 #[derive(Debug, Clone)]
@@ -48,6 +48,8 @@ pub enum Job {
     TopTokens(Arc<Records>, usize, usize),
     /// Record, evaluate or attribute over a prompt set.
     Set(Box<SetJob>),
+    /// Rank a recording's experts by a statistic.
+    Rank(Box<RankJob>),
 }
 
 /// Which of the two runs of a job an event is about.
@@ -139,6 +141,13 @@ impl Worker {
                             Err(e) => send(Event::Failed(e.to_string())),
                         }
                     }
+                    Job::Rank(job) => {
+                        let progress = |p| send(Event::SetProgress(p));
+                        match run_rank_job(&job, &progress) {
+                            Ok(outcome) => send(Event::SetDone(outcome)),
+                            Err(e) => send(Event::Failed(chain(&e))),
+                        }
+                    }
                     Job::Set(job) => {
                         let progress = |p| send(Event::SetProgress(p));
                         match run_set_job(&ck, &job, &progress) {
@@ -172,14 +181,16 @@ impl Worker {
 
 /// Runs the baseline and, when asked, the steered generation, reporting as it goes.
 fn run_generation(ck: &Checkpoint, job: &GenerateJob, send: &impl Fn(Event)) {
-    let ids = if job.chat {
-        let messages = [ChatMessage::new("user", &job.prompt)];
-        ck.codec.encode_chat(&messages, &ChatOptions::default())
+    let text = if job.chat {
+        PromptText::Chat {
+            system: None,
+            user: &job.prompt,
+        }
     } else {
-        ck.codec.encode(&job.prompt)
+        PromptText::Raw(&job.prompt)
     };
-    let prompt = match ids {
-        Ok(p) if !p.is_empty() => p,
+    let prompt = match encode_prompt(&ck.codec, text) {
+        Ok((_, p)) if !p.is_empty() => p,
         Ok(_) => {
             send(Event::Failed("the prompt is empty; type some text".into()));
             send(Event::JobDone { cancelled: false });

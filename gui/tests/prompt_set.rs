@@ -1,6 +1,6 @@
 //! The prompt-set panel as a user drives it on the embedded model: record the set (the
-//! recording opens for browsing), evaluate it with intervals, unsteered and steered, and rank
-//! experts by attribution onto the grid. The numbers are the workbench's, the same functions
+//! recording opens for browsing, and ranks its experts by a statistic), evaluate it with
+//! intervals, unsteered and steered, and rank experts by attribution onto the grid. The numbers are the workbench's, the same functions
 //! the CLI calls.
 
 use std::path::PathBuf;
@@ -8,10 +8,13 @@ use std::time::{Duration, Instant};
 
 use egui_kittest::kittest::Queryable;
 use egui_kittest::Harness;
+use moescope_analysis::{Positions, Records};
 use moescope_engine::{Checkpoint, InterventionKind, RoutingPolicy};
+use moescope_gui::set_work::StatChoice;
 use moescope_gui::state::GridSource;
 use moescope_gui::MoescopeApp;
 use moescope_workbench::eval::{evaluate, EvalSettings};
+use moescope_workbench::rankings::Statistic;
 use moescope_workbench::{CancelFlag, Metric, PromptSet, Silent};
 
 fn repo(path: &str) -> PathBuf {
@@ -81,6 +84,43 @@ fn record_evaluate_and_attribute_a_prompt_set() {
     assert!(h.state().status.1);
     assert!(h.state().status.0.contains("already holds a recording"));
     assert!(out.join("run.parquet").is_file());
+
+    // Rank the recording by a statistic: the labels must be picked first, then the ranking is
+    // the workbench's (as `moescope analyze contrast`) and colours the grid.
+    h.state_mut().set_form.statistic = StatChoice::Contrast;
+    h.get_by_label("Rank").click();
+    h.run_steps(2);
+    assert!(!h.state().busy);
+    assert!(
+        h.state().status.0.contains("pick the labels"),
+        "{}",
+        h.state().status.0
+    );
+    h.state_mut().set_form.behaviour = "numbers".into();
+    h.state_mut().set_form.control = "prose".into();
+    run_task(&mut h, "Rank");
+    assert!(!h.state().status.1, "{}", h.state().status.0);
+    let ranking = h.state().ranking.as_ref().expect("a ranking");
+    assert!(ranking
+        .path
+        .display()
+        .to_string()
+        .starts_with("contrast of"));
+    assert_eq!(h.state().grid_source, GridSource::Ranking);
+    let direct = Statistic::Contrast {
+        behaviour: "numbers".into(),
+        control: "prose".into(),
+    }
+    .rank(&Records::open(&out).unwrap(), Positions::All, &Silent)
+    .unwrap();
+    let layers = direct[0].table.floats("layer").unwrap();
+    let experts = direct[0].table.floats("expert").unwrap();
+    let expected: Vec<(usize, usize)> = layers
+        .iter()
+        .zip(&experts)
+        .map(|(&l, &e)| (l as usize, e as usize))
+        .collect();
+    assert_eq!(ranking.order, expected);
     std::fs::remove_dir_all(&out).unwrap();
 
     // Evaluate, unsteered then steered, against the workbench called directly.

@@ -5,9 +5,10 @@ use std::io::Write;
 
 use anyhow::{bail, Context, Result};
 use moescope_engine::{
-    generate, CaptureData, ChatMessage, ChatOptions, Checkpoint, GenerateOptions, GenerateRequest,
-    MoeHook, Recorder, RoutingPolicy, SelfContrast,
+    generate, CaptureData, Checkpoint, GenerateOptions, GenerateRequest, MoeHook, Recorder,
+    RoutingPolicy, SelfContrast,
 };
+use moescope_workbench::generation::{encode_prompt, first_divergence, PromptText};
 use moescope_workbench::open::steering_policy;
 
 use crate::cli::GenerateArgs;
@@ -97,15 +98,11 @@ pub fn run(args: &GenerateArgs) -> Result<()> {
             "── steered ──────────────────────────────\n{text}{}",
             steered.text
         );
-        match base
-            .tokens
-            .iter()
-            .zip(&steered.tokens)
-            .position(|(a, b)| a != b)
-        {
-            Some(i) => println!("── outputs differ from generated token {i} on"),
-            None if base.tokens == steered.tokens => println!("── outputs are identical"),
-            None => println!("── outputs agree until one of them stops"),
+        let shorter = base.tokens.len().min(steered.tokens.len());
+        match first_divergence(&base.tokens, &steered.tokens) {
+            Some(i) if i < shorter => println!("── outputs differ from generated token {i} on"),
+            Some(_) => println!("── outputs agree until one of them stops"),
+            None => println!("── outputs are identical"),
         }
         steered
     };
@@ -121,24 +118,17 @@ pub fn run(args: &GenerateArgs) -> Result<()> {
 }
 
 /// The text and token ids to feed the model: the raw prompt, or the chat message through the
-/// template (encoded without added special tokens, as transformers does).
+/// template.
 fn prompt_input(ck: &Checkpoint, args: &GenerateArgs) -> Result<(String, Vec<u32>)> {
-    match (&args.prompt, &args.chat) {
-        (Some(p), _) => Ok((p.clone(), ck.codec.encode(p)?)),
-        (None, Some(user)) => {
-            let mut messages = Vec::new();
-            if let Some(s) = &args.system {
-                messages.push(ChatMessage::new("system", s));
-            }
-            messages.push(ChatMessage::new("user", user));
-            let text = ck
-                .codec
-                .apply_chat_template(&messages, &ChatOptions::default())?;
-            let ids = ck.codec.encode_rendered_chat(&text)?;
-            Ok((text, ids))
-        }
+    let prompt = match (&args.prompt, &args.chat) {
+        (Some(p), _) => PromptText::Raw(p),
+        (None, Some(user)) => PromptText::Chat {
+            system: args.system.as_deref(),
+            user,
+        },
         (None, None) => bail!("give --prompt TEXT or --chat MESSAGE"),
-    }
+    };
+    Ok(encode_prompt(&ck.codec, prompt)?)
 }
 
 /// Prints generated text as it arrives, whole characters only (a byte-level token may end in

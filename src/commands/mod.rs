@@ -2,6 +2,7 @@
 //! engine and prints the result.
 
 mod analyze;
+mod bench;
 mod eval;
 mod experiment;
 mod generate;
@@ -18,7 +19,7 @@ pub fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Info(args) => info::run(&args),
         Command::Generate(args) => generate::run(&args),
-        Command::Bench(args) => crate::bench::run(&args),
+        Command::Bench(args) => bench::run(&args),
         Command::Eval(args) => eval::run(&args),
         Command::Record(args) => record::run(&args),
         Command::Analyze(args) => analyze::run(&args),

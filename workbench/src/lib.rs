@@ -9,6 +9,7 @@ pub mod attribution;
 pub mod error;
 pub mod eval;
 pub mod experiment;
+pub mod generation;
 pub mod metric;
 pub mod open;
 pub mod outputs;
@@ -17,6 +18,7 @@ pub mod progress;
 pub mod prompts;
 pub mod rankings;
 pub mod record;
+pub mod throughput;
 
 pub use error::{Result, ResultExt, WorkbenchError};
 pub use metric::Metric;

@@ -7,6 +7,7 @@
 use std::path::{Path, PathBuf};
 
 use eframe::egui::{self, Ui};
+use moescope_analysis::Table;
 use moescope_engine::CancelFlag;
 use moescope_workbench::eval::{EvalRow, EvalSettings};
 use moescope_workbench::Metric;
@@ -112,23 +113,27 @@ impl MoescopeApp {
                 self.set_form.eval_rows = rows;
             }
             SetOutcome::Attributed { table, agreement } => {
-                let source = PathBuf::from(format!("attribution of {}", self.prompt_set_path));
-                match Ranking::from_table(&source, &table) {
-                    Ok(r) => {
-                        self.set_status(
-                            format!(
-                                "attribution: {} experts ranked; Spearman ρ of ablation and first-order drops {agreement:.3}",
-                                r.order.len()
-                            ),
-                            false,
-                        );
-                        self.selected = r.order.first().copied();
-                        self.ranking = Some(r);
-                        self.grid_source = GridSource::Ranking;
-                    }
-                    Err(e) => self.set_status(e.to_string(), true),
-                }
+                let source = format!("attribution of {}", self.prompt_set_path);
+                let note = format!("; Spearman ρ of ablation and first-order drops {agreement:.3}");
+                self.show_ranking(&source, &table, &note);
             }
+            SetOutcome::Ranked { table, title } => self.show_ranking(&title, &table, ""),
+        }
+    }
+
+    /// Shows a ranking computed in the session on the grid, its top expert opened.
+    fn show_ranking(&mut self, source: &str, table: &Table, note: &str) {
+        match Ranking::from_table(&PathBuf::from(source), table) {
+            Ok(r) => {
+                self.set_status(
+                    format!("{source}: {} experts ranked{note}", r.order.len()),
+                    false,
+                );
+                self.selected = r.order.first().copied();
+                self.ranking = Some(r);
+                self.grid_source = GridSource::Ranking;
+            }
+            Err(e) => self.set_status(e.to_string(), true),
         }
     }
 

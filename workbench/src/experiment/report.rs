@@ -73,21 +73,9 @@ struct Comparison {
 }
 
 impl Comparison {
-    /// Top value, low, high; random value, low, high; perplexity top, random, and the top's
-    /// change against `base_ppl` in percent.
-    fn numbers(&self, base_ppl: f64) -> [f64; 9] {
-        let (t, r) = (self.top, self.random);
-        [
-            t.value,
-            t.low,
-            t.high,
-            r.value,
-            r.low,
-            r.high,
-            self.ppl_top,
-            self.ppl_random,
-            (self.ppl_top / base_ppl - 1.0) * 100.0,
-        ]
+    /// The top set's perplexity change against `base_ppl`, in percent.
+    fn ppl_change_pct(&self, base_ppl: f64) -> f64 {
+        (self.ppl_top / base_ppl - 1.0) * 100.0
     }
 }
 
@@ -256,39 +244,70 @@ impl<'a> Report<'a> {
 
     /// Every number as one long table.
     fn results_table(&self) -> Table {
-        let mut t = ResultsBuilder::default();
+        let mut rows = Vec::new();
+        let baseline = |eval: &str, metric: &str, e: &Estimate| ResultRow {
+            arm: "baseline".into(),
+            eval: eval.into(),
+            metric: metric.into(),
+            size: 0,
+            selection: "baseline",
+            draw: 0,
+            experts: String::new(),
+            estimate: *e,
+        };
         for (eval, m) in &self.baseline {
             for (metric, _, e) in &m.metrics {
-                t.push("baseline", eval, metric, 0, "baseline", 0, "", e);
+                rows.push(baseline(eval, metric, e));
             }
         }
         if let Some(q) = &self.baseline_quality {
-            t.push("baseline", "quality", "perplexity", 0, "baseline", 0, "", q);
+            rows.push(baseline("quality", "perplexity", q));
         }
         for c in &self.conditions {
-            let sel = c.selection.name();
-            for (metric, _, e) in &c.measured.metrics {
-                t.push(&c.arm, &c.eval, metric, c.size, sel, c.draw, &c.experts, e);
-            }
-            t.push(
-                &c.arm,
-                "quality",
-                "perplexity",
-                c.size,
-                sel,
-                c.draw,
-                &c.experts,
-                &c.perplexity,
+            let quality = (
+                "quality".to_string(),
+                "perplexity".to_string(),
+                c.perplexity,
             );
+            let behaviour = c
+                .measured
+                .metrics
+                .iter()
+                .map(|(metric, _, e)| (c.eval.clone(), metric.clone(), *e));
+            for (eval, metric, estimate) in behaviour.chain([quality]) {
+                rows.push(ResultRow {
+                    arm: c.arm.clone(),
+                    eval,
+                    metric,
+                    size: c.size,
+                    selection: c.selection.name(),
+                    draw: c.draw,
+                    experts: c.experts.clone(),
+                    estimate,
+                });
+            }
         }
-        t.finish()
+        let text = |f: fn(&ResultRow) -> String| Column::Text(rows.iter().map(f).collect());
+        let int = |f: fn(&ResultRow) -> u64| Column::Int(rows.iter().map(f).collect());
+        let float = |f: fn(&ResultRow) -> f64| Column::Float(rows.iter().map(f).collect());
+        Table::default()
+            .with("arm", text(|r| r.arm.clone()))
+            .with("eval", text(|r| r.eval.clone()))
+            .with("metric", text(|r| r.metric.clone()))
+            .with("size", int(|r| r.size as u64))
+            .with("selection", text(|r| r.selection.to_string()))
+            .with("draw", int(|r| r.draw as u64))
+            .with("value", float(|r| r.estimate.value))
+            .with("low", float(|r| r.estimate.low))
+            .with("high", float(|r| r.estimate.high))
+            .with("n", int(|r| r.estimate.n as u64))
+            .with("experts", text(|r| r.experts.clone()))
     }
 
+    /// Top-N against random-N per arm, metric and size.
     fn summary_table(&self) -> Table {
         let base_ppl = self.baseline_quality.map_or(f64::NAN, |e| e.value);
-        let mut text: [Vec<String>; 4] = Default::default();
-        let mut ints: [Vec<u64>; 3] = Default::default();
-        let mut fl: [Vec<f64>; 10] = Default::default();
+        let mut rows = Vec::new();
         for arm in &self.cfg.arms {
             let metrics = self
                 .cfg
@@ -298,55 +317,42 @@ impl<'a> Report<'a> {
                 .map(|e| e.metrics.clone())
                 .unwrap_or_default();
             for metric in metrics {
-                let base = self
+                let baseline = self
                     .baseline_value(&arm.eval, &metric)
                     .map_or(f64::NAN, |e| e.value);
                 for c in self.comparisons(arm, &metric) {
-                    for (col, v) in text.iter_mut().zip([
-                        arm.name.clone(),
-                        metric.clone(),
-                        c.experts.clone(),
-                        arm.expect.clone(),
-                    ]) {
-                        col.push(v);
-                    }
-                    for (col, v) in
-                        ints.iter_mut()
-                            .zip([c.size as u64, c.draws as u64, u64::from(c.separated)])
-                    {
-                        col.push(v);
-                    }
-                    let [tv, tl, th, rv, rl, rh, pt, pr, pc] = c.numbers(base_ppl);
-                    for (col, v) in fl
-                        .iter_mut()
-                        .zip([base, tv, tl, th, rv, rl, rh, pt, pr, pc])
-                    {
-                        col.push(v);
-                    }
+                    rows.push(SummaryRow {
+                        arm: arm.name.clone(),
+                        metric: metric.clone(),
+                        expect: arm.expect.clone(),
+                        baseline,
+                        ppl_change_top_pct: c.ppl_change_pct(base_ppl),
+                        comparison: c,
+                    });
                 }
             }
         }
-        let [arm, metric, experts, expect] = text;
-        let [size, draws, separated] = ints;
-        let [base, tv, tl, th, rv, rl, rh, pt, pr, pc] = fl;
+        let text = |f: fn(&SummaryRow) -> String| Column::Text(rows.iter().map(f).collect());
+        let int = |f: fn(&SummaryRow) -> u64| Column::Int(rows.iter().map(f).collect());
+        let float = |f: fn(&SummaryRow) -> f64| Column::Float(rows.iter().map(f).collect());
         Table::default()
-            .with("arm", Column::Text(arm))
-            .with("metric", Column::Text(metric))
-            .with("size", Column::Int(size))
-            .with("expect", Column::Text(expect))
-            .with("baseline", Column::Float(base))
-            .with("top", Column::Float(tv))
-            .with("top_low", Column::Float(tl))
-            .with("top_high", Column::Float(th))
-            .with("random", Column::Float(rv))
-            .with("random_low", Column::Float(rl))
-            .with("random_high", Column::Float(rh))
-            .with("random_draws", Column::Int(draws))
-            .with("separated", Column::Int(separated))
-            .with("ppl_top", Column::Float(pt))
-            .with("ppl_random", Column::Float(pr))
-            .with("ppl_change_top_pct", Column::Float(pc))
-            .with("top_experts", Column::Text(experts))
+            .with("arm", text(|r| r.arm.clone()))
+            .with("metric", text(|r| r.metric.clone()))
+            .with("size", int(|r| r.comparison.size as u64))
+            .with("expect", text(|r| r.expect.clone()))
+            .with("baseline", float(|r| r.baseline))
+            .with("top", float(|r| r.comparison.top.value))
+            .with("top_low", float(|r| r.comparison.top.low))
+            .with("top_high", float(|r| r.comparison.top.high))
+            .with("random", float(|r| r.comparison.random.value))
+            .with("random_low", float(|r| r.comparison.random.low))
+            .with("random_high", float(|r| r.comparison.random.high))
+            .with("random_draws", int(|r| r.comparison.draws as u64))
+            .with("separated", int(|r| u64::from(r.comparison.separated)))
+            .with("ppl_top", float(|r| r.comparison.ppl_top))
+            .with("ppl_random", float(|r| r.comparison.ppl_random))
+            .with("ppl_change_top_pct", float(|r| r.ppl_change_top_pct))
+            .with("top_experts", text(|r| r.comparison.experts.clone()))
     }
 
     /// Writes every file of the report; `complete` marks a finished run.
@@ -529,12 +535,22 @@ impl<'a> Report<'a> {
                 let _ = writeln!(md, "**{metric}** (expected {}):\n", arm.expect);
                 let _ = writeln!(md, "| N | top-N | random-N (mean of {} draws) | separated | perplexity top-N (Δ) | perplexity random-N | top-N experts |\n| ---: | --- | --- | :---: | --- | ---: | --- |", cfg.sweep.random_draws);
                 for c in comps {
-                    let [tv, tl, th, rv, rl, rh, pt, pr, pc] = c.numbers(base_ppl);
+                    let (t, r) = (c.top, c.random);
                     let sep = if c.separated { "yes" } else { "no" };
                     let _ = writeln!(
                         md,
-                        "| {} | {tv:.3} [{tl:.3}, {th:.3}] | {rv:.3} [{rl:.3}, {rh:.3}] | {sep} | {pt:.2} ({pc:+.1}%) | {pr:.2} | {} |",
-                        c.size, c.experts
+                        "| {} | {:.3} [{:.3}, {:.3}] | {:.3} [{:.3}, {:.3}] | {sep} | {:.2} ({:+.1}%) | {:.2} | {} |",
+                        c.size,
+                        t.value,
+                        t.low,
+                        t.high,
+                        r.value,
+                        r.low,
+                        r.high,
+                        c.ppl_top,
+                        c.ppl_change_pct(base_ppl),
+                        c.ppl_random,
+                        c.experts
                     );
                 }
                 let _ = writeln!(md);
@@ -554,61 +570,24 @@ impl<'a> Report<'a> {
     }
 }
 
-/// Accumulates the long results table.
-#[derive(Default)]
-struct ResultsBuilder {
-    text: [Vec<String>; 5],
-    ints: [Vec<u64>; 3],
-    fl: [Vec<f64>; 3],
+/// One row of results.parquet: an estimate of one metric under one condition.
+struct ResultRow {
+    arm: String,
+    eval: String,
+    metric: String,
+    size: usize,
+    selection: &'static str,
+    draw: usize,
+    experts: String,
+    estimate: Estimate,
 }
 
-impl ResultsBuilder {
-    #[allow(clippy::too_many_arguments)]
-    fn push(
-        &mut self,
-        arm: &str,
-        eval: &str,
-        metric: &str,
-        size: usize,
-        selection: &str,
-        draw: usize,
-        experts: &str,
-        e: &Estimate,
-    ) {
-        for (col, v) in self
-            .text
-            .iter_mut()
-            .zip([arm, eval, metric, selection, experts])
-        {
-            col.push(v.to_string());
-        }
-        for (col, v) in self
-            .ints
-            .iter_mut()
-            .zip([size as u64, draw as u64, e.n as u64])
-        {
-            col.push(v);
-        }
-        for (col, v) in self.fl.iter_mut().zip([e.value, e.low, e.high]) {
-            col.push(v);
-        }
-    }
-
-    fn finish(self) -> Table {
-        let [arm, eval, metric, selection, experts] = self.text;
-        let [size, draw, n] = self.ints;
-        let [value, low, high] = self.fl;
-        Table::default()
-            .with("arm", Column::Text(arm))
-            .with("eval", Column::Text(eval))
-            .with("metric", Column::Text(metric))
-            .with("size", Column::Int(size))
-            .with("selection", Column::Text(selection))
-            .with("draw", Column::Int(draw))
-            .with("value", Column::Float(value))
-            .with("low", Column::Float(low))
-            .with("high", Column::Float(high))
-            .with("n", Column::Int(n))
-            .with("experts", Column::Text(experts))
-    }
+/// One row of summary.parquet: top-N against random-N for one arm, metric and size.
+struct SummaryRow {
+    arm: String,
+    metric: String,
+    expect: String,
+    baseline: f64,
+    ppl_change_top_pct: f64,
+    comparison: Comparison,
 }

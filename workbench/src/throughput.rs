@@ -1,120 +1,59 @@
-//! `moescope bench`: prefill and decode throughput of a checkpoint, with and without routing
-//! capture, as medians over repeated runs. A benchmark, not a test: numbers go to
-//! BENCHMARKS.md beside the HF transformers reference (`tests/bench/hf_bench.py`).
+//! Throughput of a checkpoint: prefill and decode tokens per second, with and without routing
+//! capture, as medians over repeated runs, and the process's peak memory meanwhile. What
+//! `moescope bench` prints; a benchmark, not a test (numbers go to BENCHMARKS.md beside the HF
+//! transformers reference, `tests/bench/hf_bench.py`).
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
-use anyhow::{bail, Result};
 use moescope_engine::{
-    ForwardOptions, KvCache, LogitsFor, ModelConfig, MoeHook, MoeModel, Phase, Recorder,
-    RoutingPolicy,
+    EngineError, ForwardOptions, KvCache, LogitsFor, ModelConfig, MoeHook, MoeModel, Phase,
+    Recorder, RoutingPolicy,
 };
 
-use crate::cli::BenchArgs;
-use crate::terminal::open_model;
+use crate::error::{bail, Result};
 
-/// Throughputs of one configuration, in tokens per second.
-struct Throughput {
-    prefill: f64,
-    decode: f64,
+/// What to measure.
+#[derive(Debug, Clone, Copy)]
+pub struct BenchSettings {
+    /// Prompt length for the prefill measurement.
+    pub prompt_len: usize,
+    /// Tokens decoded for the decode measurement.
+    pub decode_tokens: usize,
+    /// Sequences per batch.
+    pub batch: usize,
+    /// Timed repetitions (the median is reported) after one warm-up.
+    pub repeats: usize,
 }
 
-/// Runs the benchmark and prints the table (or JSON).
-pub fn run(args: &BenchArgs) -> Result<()> {
-    let memory = MemoryPeak::start();
-    let ck = open_model(&args.model)?;
-    let model = &ck.model;
-    refuse_runs_that_cannot_fit(model.config(), args)?;
-    let vocab = model.config().vocab_size as u32;
-    // Deterministic pseudo-random prompt ids, away from the special tokens at the start.
-    let prompts: Vec<Vec<u32>> = (0..args.batch)
+/// Throughputs of one configuration, in tokens per second.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Throughput {
+    /// Prompt tokens per second.
+    pub prefill: f64,
+    /// Generated tokens per second (all sequences of the batch).
+    pub decode: f64,
+}
+
+/// Deterministic pseudo-random prompt ids, away from the special tokens at the start of the
+/// vocabulary.
+pub fn bench_prompts(vocab_size: usize, args: &BenchSettings) -> Vec<Vec<u32>> {
+    let vocab = vocab_size.max(4) as u32;
+    (0..args.batch)
         .map(|b| {
             (0..args.prompt_len)
                 .map(|i| 3 + (i * 7919 + b * 104_729) as u32 % (vocab - 3))
                 .collect()
         })
-        .collect();
-    let [plain, captured] = measure(model, &prompts, args)?;
-    let (peak_anon, peak_rss) = memory.finish();
-    let path = moescope_engine::kernels::active_path();
-    let kernel = path.name();
-    let thresholds = moescope_engine::kernels::measured_thresholds();
-    let broadcast = if thresholds.is_empty() {
-        "no measured broadcast threshold".to_string()
-    } else {
-        let shapes: Vec<String> = thresholds
-            .iter()
-            .map(|(k, m, n)| format!("{k}→{m}: {n}"))
-            .collect();
-        format!("broadcast kernel from rows {}", shapes.join(", "))
-    };
-    let overhead = |a: f64, b: f64| (a / b - 1.0) * 100.0;
-    let threads = candle_core::utils::get_num_threads();
-    if args.json {
-        println!(
-            "{}",
-            serde_json::json!({
-                "engine": "moescope",
-                "model": ck.dir.display().to_string(),
-                "threads": threads,
-                "batch": args.batch,
-                "prompt_len": args.prompt_len,
-                "decode_tokens": args.decode_tokens,
-                "prefill_tok_s": plain.prefill,
-                "decode_tok_s": plain.decode,
-                "prefill_tok_s_capture": captured.prefill,
-                "decode_tok_s_capture": captured.decode,
-                "dtype": format!("{:?}", model.dtype()).to_lowercase(),
-                "kernel": kernel,
-                "broadcast_min_rows": thresholds
-                    .iter()
-                    .map(|(k, m, n)| serde_json::json!({"k": k, "m": m, "min_rows": n}))
-                    .collect::<Vec<_>>(),
-                "peak_anon_bytes": peak_anon,
-                "peak_rss_bytes": peak_rss,
-            })
-        );
-    } else {
-        println!(
-            "model {} · {:?} · batch {} · prompt {} · decode {} · {threads} threads · {kernel} kernels, {broadcast} · median of {}",
-            ck.dir.display(),
-            model.dtype(),
-            args.batch,
-            args.prompt_len,
-            args.decode_tokens,
-            args.repeats
-        );
-        println!("{:<22} {:>14} {:>14}", "", "prefill tok/s", "decode tok/s");
-        println!(
-            "{:<22} {:>14.1} {:>14.1}",
-            "plain", plain.prefill, plain.decode
-        );
-        println!(
-            "{:<22} {:>14.1} {:>14.1}",
-            "with routing capture", captured.prefill, captured.decode
-        );
-        println!(
-            "{:<22} {:>13.1}% {:>13.1}%",
-            "capture overhead",
-            overhead(plain.prefill, captured.prefill),
-            overhead(plain.decode, captured.decode)
-        );
-        println!(
-            "peak memory: {:.2} GB anonymous (weights, caches, activations), {:.2} GB resident with mapped files",
-            peak_anon as f64 / 1e9,
-            peak_rss as f64 / 1e9
-        );
-    }
-    Ok(())
+        .collect()
 }
 
 /// Peak memory of this process, sampled every 20 ms on a background thread from the start of
 /// the benchmark to its end: anonymous memory (`RssAnon`: what the engine allocates — weights,
 /// caches, activations) and the kernel's resident high-water mark (`VmHWM`), which also counts
 /// pages of the memory-mapped checkpoint files.
-struct MemoryPeak {
+pub struct MemoryPeak {
     anon: Arc<AtomicU64>,
     stop: Arc<AtomicBool>,
     sampler: Option<std::thread::JoinHandle<()>>,
@@ -122,7 +61,7 @@ struct MemoryPeak {
 
 impl MemoryPeak {
     /// Starts sampling.
-    fn start() -> Self {
+    pub fn start() -> Self {
         let anon = Arc::new(AtomicU64::new(0));
         let stop = Arc::new(AtomicBool::new(false));
         let sampler = {
@@ -143,7 +82,7 @@ impl MemoryPeak {
     }
 
     /// Stops sampling; returns the peaks (anonymous, resident) in bytes.
-    fn finish(mut self) -> (u64, u64) {
+    pub fn finish(mut self) -> (u64, u64) {
         self.stop.store(true, Ordering::Relaxed);
         if let Some(s) = self.sampler.take() {
             let _ = s.join();
@@ -168,7 +107,11 @@ fn status_bytes(key: &str) -> u64 {
 /// Median prefill and decode throughput, without and with capture, over `repeats` runs after
 /// one warm-up; the two variants alternate within each repetition so neither sees a warmer
 /// machine.
-fn measure(model: &MoeModel, prompts: &[Vec<u32>], args: &BenchArgs) -> Result<[Throughput; 2]> {
+pub fn measure(
+    model: &MoeModel,
+    prompts: &[Vec<u32>],
+    args: &BenchSettings,
+) -> Result<[Throughput; 2]> {
     let mut samples: [(Vec<f64>, Vec<f64>); 2] = Default::default();
     for rep in 0..=args.repeats {
         for (capture, (prefill, decode)) in samples.iter_mut().enumerate() {
@@ -247,7 +190,10 @@ fn run_once(
 }
 
 fn argmax_rows(logits: &candle_core::Tensor) -> Result<Vec<Vec<u32>>> {
-    let rows: Vec<Vec<f32>> = logits.squeeze(1)?.to_vec2()?;
+    let rows: Vec<Vec<f32>> = logits
+        .squeeze(1)
+        .and_then(|t| t.to_vec2())
+        .map_err(EngineError::from)?;
     Ok(rows
         .iter()
         .map(|r| vec![moescope_engine::generate::argmax(r)])
@@ -261,7 +207,7 @@ fn median(v: &mut [f64]) -> f64 {
 
 /// Fails with a message, before any work, when the KV cache and activations of the asked-for
 /// batch and lengths would not fit in the memory available beside the loaded weights.
-fn refuse_runs_that_cannot_fit(config: &ModelConfig, args: &BenchArgs) -> Result<()> {
+pub fn refuse_runs_that_cannot_fit(config: &ModelConfig, args: &BenchSettings) -> Result<()> {
     let Some(available) = moescope_engine::checkpoint::available_memory() else {
         return Ok(());
     };
