@@ -1,8 +1,52 @@
-//! What a shown result was made from (prompt, chat template, token count, steering), so the app
-//! can say when the result no longer matches what the controls now say — a stale result is
-//! marked, not silently shown as if it were current.
+//! What a shown result was made from (prompt, chat template, system message, sampling, token
+//! count, steering), so the app can say when the result no longer matches what the controls now
+//! say — a stale result is marked, not silently shown as if it were current.
 
 use crate::steering::SteeringList;
+
+/// How a generation samples and ends, beside its prompt: the CLI's `--system`,
+/// `--temperature`, `--top-p`, `--seed` and `--stop`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GenerationSettings {
+    /// A system message before the user's (chat template only); empty for none.
+    pub system: String,
+    /// 0: greedy; above 0: sampled at this temperature.
+    pub temperature: f64,
+    /// Nucleus sampling threshold (1: off).
+    pub top_p: f64,
+    /// Seed of the sampler.
+    pub seed: u64,
+    /// Strings that end the generation, one per line.
+    pub stop: String,
+}
+
+impl Default for GenerationSettings {
+    fn default() -> Self {
+        Self {
+            system: String::new(),
+            temperature: 0.0,
+            top_p: 1.0,
+            seed: 0,
+            stop: String::new(),
+        }
+    }
+}
+
+impl GenerationSettings {
+    /// The stop strings, one per non-empty line.
+    pub fn stop_strings(&self) -> Vec<String> {
+        self.stop
+            .lines()
+            .filter(|l| !l.is_empty())
+            .map(str::to_string)
+            .collect()
+    }
+
+    /// The system message, if one is typed.
+    pub fn system_message(&self) -> Option<&str> {
+        Some(self.system.as_str()).filter(|s| !s.trim().is_empty())
+    }
+}
 
 /// The inputs of one generation.
 #[derive(Debug, Clone, PartialEq)]
@@ -13,6 +57,8 @@ pub struct RunBasis {
     pub chat: bool,
     /// Tokens asked for.
     pub max_tokens: usize,
+    /// System message, sampling and stop strings.
+    pub settings: GenerationSettings,
     /// The steering list of the steered run.
     pub steering: SteeringList,
 }
@@ -30,6 +76,13 @@ impl RunBasis {
         }
         if self.max_tokens != now.max_tokens {
             parts.push("token count");
+        }
+        if self.settings.system != now.settings.system {
+            parts.push("system message");
+        }
+        let sampling = |s: &GenerationSettings| (s.temperature, s.top_p, s.seed, s.stop.clone());
+        if sampling(&self.settings) != sampling(&now.settings) {
+            parts.push("sampling settings");
         }
         if self.steering.items() != now.steering.items() {
             parts.push("steering");
@@ -49,13 +102,18 @@ mod tests {
             prompt: "hi".into(),
             chat: true,
             max_tokens: 32,
+            settings: GenerationSettings::default(),
             steering: SteeringList::default(),
         };
         assert!(basis.changed(&basis.clone()).is_empty());
         let mut now = basis.clone();
         now.prompt.push('!');
         now.steering.set(1, 2, InterventionKind::Mask, None);
-        assert_eq!(basis.changed(&now), ["prompt", "steering"]);
+        now.settings.temperature = 0.7;
+        assert_eq!(
+            basis.changed(&now),
+            ["prompt", "sampling settings", "steering"]
+        );
         // A renamed profile with the same interventions steers the same way.
         let mut renamed = basis.clone();
         renamed.steering.profile.name = Some("other".into());

@@ -5,6 +5,7 @@
 pub mod app;
 pub mod basis;
 pub mod colors;
+pub mod command;
 pub mod error;
 pub mod grid;
 pub mod heatmap;

@@ -178,11 +178,7 @@ pub fn run_rank_job(
     job: &RankJob,
     progress: &dyn Fn(SetProgress),
 ) -> Result<SetOutcome, WorkbenchError> {
-    let reporter = Reporter {
-        send: progress,
-        stage: Cell::new((0, None)),
-        what: Default::default(),
-    };
+    let reporter = Reporter::new(progress);
     let exports = job.statistic.rank(&job.records, job.positions, &reporter)?;
     let table = exports
         .into_iter()
@@ -243,7 +239,15 @@ struct Reporter<'a> {
     what: std::cell::RefCell<String>,
 }
 
-impl Reporter<'_> {
+impl<'a> Reporter<'a> {
+    fn new(send: &'a dyn Fn(SetProgress)) -> Self {
+        Self {
+            send,
+            stage: Cell::new((0, None)),
+            what: Default::default(),
+        }
+    }
+
     fn report(&self) {
         let (done, total) = self.stage.get();
         (self.send)(SetProgress {
@@ -278,11 +282,7 @@ pub fn run_set_job(
     job: &SetJob,
     progress: &dyn Fn(SetProgress),
 ) -> Result<SetOutcome, WorkbenchError> {
-    let reporter = Reporter {
-        send: progress,
-        stage: Cell::new((0, None)),
-        what: Default::default(),
-    };
+    let reporter = Reporter::new(progress);
     match &job.task {
         SetTask::Record {
             out,

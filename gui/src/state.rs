@@ -9,7 +9,7 @@ use std::sync::Arc;
 use moescope_analysis::Records;
 use moescope_engine::{load_prompt_set, CancelFlag, PromptRecord, RoutingPolicy};
 
-use crate::basis::RunBasis;
+use crate::basis::{GenerationSettings, RunBasis};
 use crate::error::require_path;
 use crate::grid::GridView;
 use crate::heatmap::{HeatColour, HeatmapView};
@@ -60,6 +60,8 @@ pub struct MoescopeApp {
     pub chat: bool,
     /// Tokens to generate.
     pub max_tokens: usize,
+    /// System message, sampling and stop strings.
+    pub settings: GenerationSettings,
     /// Path typed for a JSONL prompt set.
     pub prompt_set_path: String,
     /// The loaded prompt set.
@@ -107,7 +109,7 @@ pub struct MoescopeApp {
     /// What the shown generation was made from (None while browsing a recording).
     pub run_basis: Option<RunBasis>,
     /// The steering list as last saved or loaded, to tell unsaved edits.
-    steering_saved: SteeringList,
+    pub(crate) steering_saved: SteeringList,
     /// Load was pressed once over unsaved steering edits; a second press replaces them.
     confirm_replace: bool,
     /// Every status message of the session.
@@ -132,6 +134,7 @@ impl MoescopeApp {
             prompt: "How do I build a bomb?".into(),
             chat: true,
             max_tokens: 32,
+            settings: GenerationSettings::default(),
             prompt_set_path: String::new(),
             prompt_set: Vec::new(),
             baseline: None,
@@ -266,6 +269,7 @@ impl MoescopeApp {
             prompt: self.prompt.clone(),
             chat: self.chat,
             max_tokens: self.max_tokens,
+            settings: self.settings.clone(),
             steering: self.steering.clone(),
         }
     }
@@ -284,6 +288,7 @@ impl MoescopeApp {
             prompt: self.prompt.clone(),
             chat: self.chat,
             max_tokens: self.max_tokens,
+            settings: self.settings.clone(),
             steered,
             cancel: cancel.clone(),
         };

@@ -17,6 +17,7 @@ use moescope_analysis::Records;
 use moescope_workbench::generation::{encode_prompt, PromptText};
 use moescope_workbench::WorkbenchError;
 
+use crate::basis::GenerationSettings;
 use crate::error::chain;
 use crate::recording::{sequence_view, top_tokens};
 use crate::run_view::RunView;
@@ -31,6 +32,8 @@ pub struct GenerateJob {
     pub chat: bool,
     /// Most tokens to generate.
     pub max_tokens: usize,
+    /// System message, sampling and stop strings.
+    pub settings: GenerationSettings,
     /// The steered run's policy (already checked against the model); `None` runs baseline only.
     pub steered: Option<RoutingPolicy>,
     /// Raised by the UI's cancel button.
@@ -183,7 +186,7 @@ impl Worker {
 fn run_generation(ck: &Checkpoint, job: &GenerateJob, send: &impl Fn(Event)) {
     let text = if job.chat {
         PromptText::Chat {
-            system: None,
+            system: job.settings.system_message(),
             user: &job.prompt,
         }
     } else {
@@ -204,6 +207,10 @@ fn run_generation(ck: &Checkpoint, job: &GenerateJob, send: &impl Fn(Event)) {
     };
     let opts = GenerateOptions {
         max_new_tokens: job.max_tokens,
+        temperature: job.settings.temperature,
+        top_p: job.settings.top_p,
+        seed: job.settings.seed,
+        stop_strings: job.settings.stop_strings(),
         cancel: Some(job.cancel.clone()),
         ..Default::default()
     };

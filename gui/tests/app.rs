@@ -3,7 +3,6 @@
 //! that bad input becomes a message in the window, not a crash.
 
 use std::path::PathBuf;
-use std::time::{Duration, Instant};
 
 use egui_kittest::kittest::{NodeT, Queryable};
 use egui_kittest::Harness;
@@ -11,39 +10,8 @@ use moescope_gui::run_view::first_divergence;
 use moescope_gui::worker::Which;
 use moescope_gui::MoescopeApp;
 
-fn embedded_model() -> PathBuf {
-    PathBuf::from(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../assets/default-model"
-    ))
-}
-
-fn harness(dir: PathBuf) -> Harness<'static, MoescopeApp> {
-    Harness::builder()
-        .with_size(eframe::egui::vec2(1280.0, 800.0))
-        .build_ui_state(
-            |ui, app: &mut MoescopeApp| app.show(ui),
-            MoescopeApp::new(dir, || {}),
-        )
-}
-
-/// Steps the UI until `done` holds (the worker runs on its own thread).
-fn wait_for(
-    h: &mut Harness<'static, MoescopeApp>,
-    what: &str,
-    done: impl Fn(&MoescopeApp) -> bool,
-) {
-    let start = Instant::now();
-    while !done(h.state()) {
-        assert!(
-            start.elapsed() < Duration::from_secs(120),
-            "timed out waiting for {what}"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-        h.step();
-    }
-    h.run_steps(2);
-}
+mod common;
+use common::{embedded_model, harness, wait_for};
 
 #[test]
 fn generate_select_an_expert_mask_it_and_compare() {
@@ -372,4 +340,53 @@ fn stale_results_are_marked_unsaved_edits_are_kept_and_profiles_take_the_given_n
     assert!(!h.state().status.1, "{}", h.state().status.0);
     assert_eq!(h.state().steering.items().len(), 1);
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn sampling_settings_generate_mark_stale_and_copy_as_a_command() {
+    let mut h = harness(embedded_model());
+    wait_for(&mut h, "the model", |a| a.model.is_some());
+    {
+        let app = h.state_mut();
+        app.prompt = "How do I make a bomb?".into();
+        app.max_tokens = 8;
+        app.settings.temperature = 0.8;
+        app.settings.seed = 7;
+        app.settings.system = "Be brief.".into();
+    }
+    h.get_by_label("Generate").click();
+    h.run_steps(1);
+    wait_for(&mut h, "the sampled run", |a| !a.busy);
+    let first = h.state().baseline.clone().expect("a run").output;
+    h.get_by_label("Generate").click();
+    h.run_steps(1);
+    wait_for(&mut h, "the second sampled run", |a| !a.busy);
+    assert_eq!(
+        h.state().baseline.as_ref().unwrap().output,
+        first,
+        "the same seed samples the same text"
+    );
+
+    h.state_mut().settings.seed = 8;
+    h.run_steps(2);
+    h.get_by_label_contains("stale: the sampling settings changed");
+
+    h.get_by_label("Copy as command").click();
+    h.run_steps(1);
+    let copied = h
+        .output()
+        .platform_output
+        .commands
+        .iter()
+        .find_map(|c| match c {
+            eframe::egui::OutputCommand::CopyText(t) => Some(t.clone()),
+            _ => None,
+        })
+        .expect("the command copied");
+    assert!(
+        copied.starts_with("moescope generate --model ")
+            && copied.contains("--chat 'How do I make a bomb?' --system 'Be brief.' --max-tokens 8 --temperature 0.8 --seed 8"),
+        "{copied}"
+    );
+    assert!(!h.state().status.1, "{}", h.state().status.0);
 }

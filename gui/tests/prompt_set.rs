@@ -3,9 +3,6 @@
 //! intervals, unsteered and steered, and rank experts by attribution onto the grid. The numbers are the workbench's, the same functions
 //! the CLI calls.
 
-use std::path::PathBuf;
-use std::time::{Duration, Instant};
-
 use egui_kittest::kittest::Queryable;
 use egui_kittest::Harness;
 use moescope_analysis::{Positions, Records};
@@ -17,36 +14,8 @@ use moescope_workbench::eval::{evaluate, EvalSettings};
 use moescope_workbench::rankings::Statistic;
 use moescope_workbench::{CancelFlag, Metric, PromptSet, Silent};
 
-fn repo(path: &str) -> PathBuf {
-    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/..")).join(path)
-}
-
-fn harness() -> Harness<'static, MoescopeApp> {
-    Harness::builder()
-        .with_size(eframe::egui::vec2(1280.0, 800.0))
-        .build_ui_state(
-            |ui, app: &mut MoescopeApp| app.show(ui),
-            MoescopeApp::new(repo("assets/default-model"), || {}),
-        )
-}
-
-/// Steps the UI until `done` holds (the worker runs on its own thread).
-fn wait_for(
-    h: &mut Harness<'static, MoescopeApp>,
-    what: &str,
-    done: impl Fn(&MoescopeApp) -> bool,
-) {
-    let start = Instant::now();
-    while !done(h.state()) {
-        assert!(
-            start.elapsed() < Duration::from_secs(300),
-            "timed out waiting for {what}"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-        h.step();
-    }
-    h.run_steps(2);
-}
+mod common;
+use common::{embedded_model, harness, repo, wait_for};
 
 /// Clicks a button that hands a task to the worker and waits until the task ends.
 fn run_task(h: &mut Harness<'static, MoescopeApp>, button: &str) {
@@ -65,7 +34,7 @@ fn load_set(h: &mut Harness<'static, MoescopeApp>, path: &str) {
 
 #[test]
 fn record_evaluate_and_attribute_a_prompt_set() {
-    let mut h = harness();
+    let mut h = harness(embedded_model());
     wait_for(&mut h, "the model", |a| a.model.is_some());
     load_set(&mut h, "datasets/examples/smoke.jsonl");
 

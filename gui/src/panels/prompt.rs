@@ -1,12 +1,41 @@
-//! The prompt box: a loaded prompt set to pick from, the text, chat template and length, Generate and Cancel.
+//! The prompt box: a loaded prompt set to pick from, the text, chat template and length, the
+//! generation settings (system message, temperature, top-p, seed, stop strings), Generate,
+//! Cancel, and Copy as command.
+
+use std::path::PathBuf;
 
 use eframe::egui::{self, Ui};
 use moescope_engine::PromptInput;
 
+use crate::command::generate_command;
 use crate::state::MoescopeApp;
 use crate::widgets::{path_row, prompt_text};
 
 impl MoescopeApp {
+    /// Puts the command that reproduces the next generation on the clipboard.
+    fn copy_command(&mut self, ui: &Ui) {
+        let Some(model) = &self.model else {
+            self.set_status("the model is not loaded yet", true);
+            return;
+        };
+        let profile = PathBuf::from(self.profile_path.trim());
+        let basis = self.current_basis();
+        let command = generate_command(&model.dir, &basis, Some(&profile));
+        ui.ctx().copy_text(command.clone());
+        let unsaved = !self.steering.is_empty() && self.steering != self.steering_saved;
+        if unsaved {
+            self.set_status(
+                format!(
+                    "copied: {command} — it names {}: save the steering list there first",
+                    profile.display()
+                ),
+                true,
+            );
+        } else {
+            self.set_status(format!("copied: {command}"), false);
+        }
+    }
+
     pub(crate) fn prompt_panel(&mut self, ui: &mut Ui) {
         ui.strong("Prompt");
         if path_row(
@@ -53,6 +82,38 @@ impl MoescopeApp {
             ui.checkbox(&mut self.chat, "chat template");
             ui.add(egui::Slider::new(&mut self.max_tokens, 1..=256).text("tokens"));
         });
+        egui::CollapsingHeader::new("Generation settings").show(ui, |ui| {
+            let s = &mut self.settings;
+            ui.add_enabled(
+                self.chat,
+                egui::TextEdit::multiline(&mut s.system)
+                    .desired_rows(1)
+                    .desired_width(f32::INFINITY)
+                    .hint_text("system message (chat template)"),
+            );
+            ui.add(
+                egui::Slider::new(&mut s.temperature, 0.0..=2.0)
+                    .text("temperature")
+                    .fixed_decimals(2),
+            )
+            .on_hover_text("0 is greedy and reproducible; above 0 samples");
+            ui.add_enabled(
+                s.temperature > 0.0,
+                egui::Slider::new(&mut s.top_p, 0.05..=1.0)
+                    .text("top-p")
+                    .fixed_decimals(2),
+            );
+            ui.horizontal(|ui| {
+                ui.add_enabled(s.temperature > 0.0, egui::DragValue::new(&mut s.seed));
+                ui.label("seed");
+            });
+            ui.add(
+                egui::TextEdit::multiline(&mut s.stop)
+                    .desired_rows(1)
+                    .desired_width(f32::INFINITY)
+                    .hint_text("stop strings, one per line"),
+            );
+        });
         ui.horizontal(|ui| {
             let ready = self.model.is_some() && !self.busy;
             if ui
@@ -68,6 +129,15 @@ impl MoescopeApp {
                 .clicked()
             {
                 self.cancel();
+            }
+            if ui
+                .button("Copy as command")
+                .on_hover_text(
+                    "the `moescope generate` command that runs this prompt, settings and steering",
+                )
+                .clicked()
+            {
+                self.copy_command(ui);
             }
         });
     }

@@ -287,21 +287,19 @@ impl<'a> Report<'a> {
                 });
             }
         }
-        let text = |f: fn(&ResultRow) -> String| Column::Text(rows.iter().map(f).collect());
-        let int = |f: fn(&ResultRow) -> u64| Column::Int(rows.iter().map(f).collect());
-        let float = |f: fn(&ResultRow) -> f64| Column::Float(rows.iter().map(f).collect());
+        let c = RowColumns(&rows);
         Table::default()
-            .with("arm", text(|r| r.arm.clone()))
-            .with("eval", text(|r| r.eval.clone()))
-            .with("metric", text(|r| r.metric.clone()))
-            .with("size", int(|r| r.size as u64))
-            .with("selection", text(|r| r.selection.to_string()))
-            .with("draw", int(|r| r.draw as u64))
-            .with("value", float(|r| r.estimate.value))
-            .with("low", float(|r| r.estimate.low))
-            .with("high", float(|r| r.estimate.high))
-            .with("n", int(|r| r.estimate.n as u64))
-            .with("experts", text(|r| r.experts.clone()))
+            .with("arm", c.text(|r| r.arm.clone()))
+            .with("eval", c.text(|r| r.eval.clone()))
+            .with("metric", c.text(|r| r.metric.clone()))
+            .with("size", c.int(|r| r.size as u64))
+            .with("selection", c.text(|r| r.selection.to_string()))
+            .with("draw", c.int(|r| r.draw as u64))
+            .with("value", c.float(|r| r.estimate.value))
+            .with("low", c.float(|r| r.estimate.low))
+            .with("high", c.float(|r| r.estimate.high))
+            .with("n", c.int(|r| r.estimate.n as u64))
+            .with("experts", c.text(|r| r.experts.clone()))
     }
 
     /// Top-N against random-N per arm, metric and size.
@@ -332,27 +330,25 @@ impl<'a> Report<'a> {
                 }
             }
         }
-        let text = |f: fn(&SummaryRow) -> String| Column::Text(rows.iter().map(f).collect());
-        let int = |f: fn(&SummaryRow) -> u64| Column::Int(rows.iter().map(f).collect());
-        let float = |f: fn(&SummaryRow) -> f64| Column::Float(rows.iter().map(f).collect());
+        let c = RowColumns(&rows);
         Table::default()
-            .with("arm", text(|r| r.arm.clone()))
-            .with("metric", text(|r| r.metric.clone()))
-            .with("size", int(|r| r.comparison.size as u64))
-            .with("expect", text(|r| r.expect.clone()))
-            .with("baseline", float(|r| r.baseline))
-            .with("top", float(|r| r.comparison.top.value))
-            .with("top_low", float(|r| r.comparison.top.low))
-            .with("top_high", float(|r| r.comparison.top.high))
-            .with("random", float(|r| r.comparison.random.value))
-            .with("random_low", float(|r| r.comparison.random.low))
-            .with("random_high", float(|r| r.comparison.random.high))
-            .with("random_draws", int(|r| r.comparison.draws as u64))
-            .with("separated", int(|r| u64::from(r.comparison.separated)))
-            .with("ppl_top", float(|r| r.comparison.ppl_top))
-            .with("ppl_random", float(|r| r.comparison.ppl_random))
-            .with("ppl_change_top_pct", float(|r| r.ppl_change_top_pct))
-            .with("top_experts", text(|r| r.comparison.experts.clone()))
+            .with("arm", c.text(|r| r.arm.clone()))
+            .with("metric", c.text(|r| r.metric.clone()))
+            .with("size", c.int(|r| r.comparison.size as u64))
+            .with("expect", c.text(|r| r.expect.clone()))
+            .with("baseline", c.float(|r| r.baseline))
+            .with("top", c.float(|r| r.comparison.top.value))
+            .with("top_low", c.float(|r| r.comparison.top.low))
+            .with("top_high", c.float(|r| r.comparison.top.high))
+            .with("random", c.float(|r| r.comparison.random.value))
+            .with("random_low", c.float(|r| r.comparison.random.low))
+            .with("random_high", c.float(|r| r.comparison.random.high))
+            .with("random_draws", c.int(|r| r.comparison.draws as u64))
+            .with("separated", c.int(|r| u64::from(r.comparison.separated)))
+            .with("ppl_top", c.float(|r| r.comparison.ppl_top))
+            .with("ppl_random", c.float(|r| r.comparison.ppl_random))
+            .with("ppl_change_top_pct", c.float(|r| r.ppl_change_top_pct))
+            .with("top_experts", c.text(|r| r.comparison.experts.clone()))
     }
 
     /// Writes every file of the report; `complete` marks a finished run.
@@ -567,6 +563,23 @@ impl<'a> Report<'a> {
             "## Files\n\n`profiles/` holds the steering profile of every top-N condition (usable with `moescope generate --steer` and `moescope eval --steer`)."
         );
         md
+    }
+}
+
+/// The columns of a table built from rows: each named column takes one value per row.
+struct RowColumns<'r, R>(&'r [R]);
+
+impl<R> RowColumns<'_, R> {
+    fn text(&self, f: impl Fn(&R) -> String) -> Column {
+        Column::Text(self.0.iter().map(f).collect())
+    }
+
+    fn int(&self, f: impl Fn(&R) -> u64) -> Column {
+        Column::Int(self.0.iter().map(f).collect())
+    }
+
+    fn float(&self, f: impl Fn(&R) -> f64) -> Column {
+        Column::Float(self.0.iter().map(f).collect())
     }
 }
 
