@@ -259,9 +259,13 @@ pub struct EvalArgs {
     /// Confidence level of the intervals.
     #[arg(long, value_parser = finite::<f64>, default_value_t = 0.95)]
     pub level: f64,
-    /// Seed of the bootstrap.
+    /// Seed of the bootstrap and of the random expert sets.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
+    /// Also measure this many random-experts controls (the steering's edits applied to as many
+    /// random experts of the same layers), pooled into one `random` row per metric.
+    #[arg(long, default_value_t = 0, value_parser = bounded::<0, 100>)]
+    pub random_draws: usize,
     /// Print JSON lines instead of a table.
     #[arg(long)]
     pub json: bool,

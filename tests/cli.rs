@@ -203,6 +203,55 @@ fn eval_reports_baseline_and_steered_with_intervals() {
 }
 
 #[test]
+fn eval_measures_random_experts_of_the_same_layers_beside_the_steered_model() {
+    let root = env!("CARGO_MANIFEST_DIR");
+    let prompts = format!("{root}/datasets/examples/smoke.jsonl");
+    let rules = format!("rules:{root}/datasets/examples/rules.toml");
+    let base = [
+        "eval",
+        "--prompts",
+        &prompts,
+        "--mask",
+        "5:15",
+        "--metric",
+        "perplexity",
+        "--metric",
+        &rules,
+        "--max-tokens",
+        "4",
+        "--json",
+    ];
+    let run = |extra: &[&str]| {
+        let args: Vec<&str> = base.iter().chain(extra).copied().collect();
+        let (ok, out, err) = moescope(&args);
+        assert!(ok, "{err}");
+        out.lines()
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+            .collect::<Vec<_>>()
+    };
+    let without = run(&[]);
+    assert!(without.iter().all(|r| r["variant"] != "random"));
+    let with = run(&["--random-draws", "3", "--seed", "0"]);
+    // The baseline and steered rows do not change when random controls are added.
+    assert_eq!(&with[..without.len()], &without[..]);
+    let random: Vec<_> = with.iter().filter(|r| r["variant"] == "random").collect();
+    assert_eq!(random.len(), without.len() / 2, "one pooled row per metric");
+    let refusal = random
+        .iter()
+        .find(|r| r["metric"] == "rate: refusal")
+        .unwrap();
+    assert_eq!(refusal["n"], 3 * 6, "3 draws × 6 prompts");
+    let ppl = random.iter().find(|r| r["metric"] == "perplexity").unwrap();
+    let steered = with
+        .iter()
+        .find(|r| r["metric"] == "perplexity" && r["variant"] == "steered")
+        .unwrap();
+    assert_ne!(ppl["value"], steered["value"], "other experts masked");
+    // Seeded: the same draws again.
+    assert_eq!(run(&["--random-draws", "3", "--seed", "0"]), with);
+}
+
+#[test]
 fn bad_arguments_fail_with_a_message() {
     let (ok, _, err) = moescope(&["info", "--model", "/no/such/folder"]);
     assert!(!ok);

@@ -223,6 +223,35 @@ impl RoutingPolicy {
         self
     }
 
+    /// Every `(layer, expert)` with an edit, each once, in layer then expert order.
+    pub fn edited_experts(&self) -> Vec<(usize, usize)> {
+        let set: std::collections::BTreeSet<(usize, usize)> = self
+            .layers
+            .iter()
+            .flat_map(|(&l, p)| p.edits.iter().map(move |e| (l, e.expert)))
+            .collect();
+        set.into_iter().collect()
+    }
+
+    /// The same policy with each edited expert replaced as `replacement` says (experts it
+    /// does not name keep their edits); top-k changes stay as they are. Used to build the
+    /// random-experts control of a steering claim: the same edits on other experts of the same
+    /// layers.
+    pub fn with_experts_replaced(
+        &self,
+        replacement: &BTreeMap<(usize, usize), usize>,
+    ) -> RoutingPolicy {
+        let mut out = self.clone();
+        for (&layer, p) in out.layers.iter_mut() {
+            for e in &mut p.edits {
+                if let Some(&other) = replacement.get(&(layer, e.expert)) {
+                    e.expert = other;
+                }
+            }
+        }
+        out
+    }
+
     /// The interventions at `layer`, if any.
     pub fn layer(&self, layer: usize) -> Option<&LayerPolicy> {
         self.layers

@@ -33,6 +33,8 @@ pub struct SetForm {
     pub target: String,
     /// The running task's progress.
     pub progress: Option<SetProgress>,
+    /// Random-experts controls beside the steered model in Evaluate.
+    pub random_draws: usize,
     /// The last evaluation's estimates.
     pub eval_rows: Vec<EvalRow>,
     /// The statistic the recording panel ranks by.
@@ -53,6 +55,7 @@ impl Default for SetForm {
             metrics: "perplexity".into(),
             target: String::new(),
             progress: None,
+            random_draws: 3,
             eval_rows: Vec::new(),
             statistic: StatChoice::Contrast,
             behaviour: String::new(),

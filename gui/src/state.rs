@@ -9,6 +9,8 @@ use std::sync::Arc;
 use moescope_analysis::Records;
 use moescope_engine::{load_prompt_set, CancelFlag, PromptRecord, RoutingPolicy};
 
+use moescope_workbench::forcing::ForcedToken;
+
 use crate::basis::{GenerationSettings, RunBasis};
 use crate::error::require_path;
 use crate::grid::GridView;
@@ -70,6 +72,8 @@ pub struct MoescopeApp {
     pub baseline: Option<RunView>,
     /// The steered generation, when done.
     pub steered: Option<RunView>,
+    /// The baseline's text scored by the steered model, per generated token.
+    pub forced: Option<Vec<ForcedToken>>,
     /// Text streamed so far: baseline, steered.
     pub partial: (String, String),
     /// The steering list.
@@ -139,6 +143,7 @@ impl MoescopeApp {
             prompt_set: Vec::new(),
             baseline: None,
             steered: None,
+            forced: None,
             partial: (String::new(), String::new()),
             steering: SteeringList::default(),
             profile_path: "steering.toml".into(),
@@ -223,6 +228,7 @@ impl MoescopeApp {
                 Event::Partial(Which::Steered, s) => self.partial.1 = s,
                 Event::Finished(Which::Baseline, v) => self.baseline = Some(*v),
                 Event::Finished(Which::Steered, v) => self.steered = Some(*v),
+                Event::Forced(f) => self.forced = Some(f),
                 Event::JobDone { cancelled } => {
                     self.busy = false;
                     self.set_form.progress = None;
@@ -241,6 +247,7 @@ impl MoescopeApp {
                     );
                     self.baseline = Some(*v);
                     self.steered = None;
+                    self.forced = None;
                     self.run_basis = None;
                     self.heat_run = Which::Baseline;
                 }
@@ -299,6 +306,7 @@ impl MoescopeApp {
             self.cancel = Some(cancel);
             self.baseline = None;
             self.steered = None;
+            self.forced = None;
             self.partial = (String::new(), String::new());
             self.set_status("generating … (Esc cancels)", false);
         } else {

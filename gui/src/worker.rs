@@ -14,6 +14,7 @@ use moescope_engine::{
 
 use moescope_analysis::Records;
 
+use moescope_workbench::forcing::{teacher_force, ForcedToken};
 use moescope_workbench::generation::{encode_prompt, PromptText};
 use moescope_workbench::WorkbenchError;
 
@@ -73,6 +74,8 @@ pub enum Event {
     Partial(Which, String),
     /// A run finished (or was cancelled) with its routing.
     Finished(Which, Box<RunView>),
+    /// The baseline's text scored by the steered model (teacher forcing), per generated token.
+    Forced(Vec<ForcedToken>),
     /// Every run of the job is done.
     JobDone {
         /// Whether the user cancelled it.
@@ -215,6 +218,8 @@ fn run_generation(ck: &Checkpoint, job: &GenerateJob, send: &impl Fn(Event)) {
         ..Default::default()
     };
     let baseline = RoutingPolicy::new();
+    // The baseline's generated tokens, to score under the steering once both runs are done.
+    let mut baseline_tokens: Option<Vec<u32>> = None;
     let runs = [
         (Which::Baseline, Some(&baseline)),
         (Which::Steered, job.steered.as_ref()),
@@ -241,6 +246,9 @@ fn run_generation(ck: &Checkpoint, job: &GenerateJob, send: &impl Fn(Event)) {
         match traced {
             Ok(traces) => {
                 if let Some(t) = traces.first() {
+                    if which == Which::Baseline {
+                        baseline_tokens = Some(t.tokens[t.prompt_len..].to_vec());
+                    }
                     send(Event::Finished(
                         which,
                         Box::new(RunView::from_trace(t, &ck.codec)),
@@ -250,6 +258,19 @@ fn run_generation(ck: &Checkpoint, job: &GenerateJob, send: &impl Fn(Event)) {
             Err(e) => {
                 send(Event::Failed(format!("generation failed: {e}")));
                 break;
+            }
+        }
+    }
+    if let (Some(policy), Some(tokens), false) =
+        (&job.steered, &baseline_tokens, job.cancel.is_cancelled())
+    {
+        if !tokens.is_empty() {
+            match teacher_force(&ck.model, policy, &prompt, tokens) {
+                Ok(forced) => send(Event::Forced(forced)),
+                Err(e) => send(Event::Failed(format!(
+                    "teacher forcing failed: {}",
+                    chain(&e)
+                ))),
             }
         }
     }

@@ -11,7 +11,7 @@ use moescope_gui::worker::Which;
 use moescope_gui::MoescopeApp;
 
 mod common;
-use common::{embedded_model, harness, wait_for};
+use common::{copied_text, embedded_model, harness, wait_for};
 
 #[test]
 fn generate_select_an_expert_mask_it_and_compare() {
@@ -82,6 +82,14 @@ fn generate_select_an_expert_mask_it_and_compare() {
         }
     }
 
+    // Teacher forcing: the baseline's own tokens scored by the steered model, one value each;
+    // masking the refusal expert makes the refusal less likely somewhere.
+    let forced = h.state().forced.clone().expect("teacher forcing");
+    assert_eq!(forced.len(), base.output_tokens.len());
+    assert!(forced.iter().any(|t| t.delta() < -0.01), "{forced:?}");
+    assert!(forced.iter().all(|t| t.kl >= 0.0));
+    h.get_by_label_contains("teacher forcing (the baseline's");
+
     // The heatmap can show the steered routing, with the changes outlined.
     h.get_by_label("steered (changes outlined)").click();
     h.run_steps(2);
@@ -114,16 +122,7 @@ fn bad_model_folder_and_bad_files_are_messages_in_the_window() {
     h.run_steps(2);
     h.get_by_label("Copy all").click();
     h.run_steps(1);
-    let copied = h
-        .output()
-        .platform_output
-        .commands
-        .iter()
-        .find_map(|c| match c {
-            eframe::egui::OutputCommand::CopyText(t) => Some(t.clone()),
-            _ => None,
-        });
-    let copied = copied.expect("the log copied");
+    let copied = copied_text(&h).expect("the log copied");
     assert!(
         copied.contains("loading /nonexistent/model")
             && copied.contains("error: ")
@@ -373,16 +372,7 @@ fn sampling_settings_generate_mark_stale_and_copy_as_a_command() {
 
     h.get_by_label("Copy as command").click();
     h.run_steps(1);
-    let copied = h
-        .output()
-        .platform_output
-        .commands
-        .iter()
-        .find_map(|c| match c {
-            eframe::egui::OutputCommand::CopyText(t) => Some(t.clone()),
-            _ => None,
-        })
-        .expect("the command copied");
+    let copied = copied_text(&h).expect("the command copied");
     assert!(
         copied.starts_with("moescope generate --model ")
             && copied.contains("--chat 'How do I make a bomb?' --system 'Be brief.' --max-tokens 8 --temperature 0.8 --seed 8"),

@@ -102,11 +102,12 @@ fn record_evaluate_and_attribute_a_prompt_set() {
     h.state_mut()
         .steering
         .set(5, 15, InterventionKind::Mask, None);
+    h.state_mut().set_form.random_draws = 2;
     run_task(&mut h, "Evaluate");
     let rows = h.state().set_form.eval_rows.clone();
     assert_eq!(
         rows.iter().map(|r| r.variant).collect::<Vec<_>>(),
-        ["baseline", "steered"]
+        ["baseline", "steered", "random"]
     );
 
     let ck = Checkpoint::open(&repo("assets/default-model"), &candle_core::Device::Cpu).unwrap();
@@ -119,6 +120,7 @@ fn record_evaluate_and_attribute_a_prompt_set() {
         resamples: 1000,
         level: 0.95,
         seed: 0,
+        random_draws: 2,
     };
     let direct = evaluate(
         &ck,
@@ -130,6 +132,7 @@ fn record_evaluate_and_attribute_a_prompt_set() {
         &CancelFlag::new(),
     )
     .unwrap();
+    assert_eq!(direct.len(), 3);
     for (gui, lib) in rows.iter().zip(&direct) {
         assert_eq!(gui.estimate.value, lib.estimate.value, "{}", gui.variant);
         assert_eq!(gui.estimate.low, lib.estimate.low);

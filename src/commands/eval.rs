@@ -21,6 +21,7 @@ pub fn run(args: &EvalArgs) -> Result<()> {
         resamples: args.resamples,
         level: args.level,
         seed: args.seed,
+        random_draws: args.random_draws,
     };
     settings.check()?;
     let mut metrics = Vec::new();

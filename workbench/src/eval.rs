@@ -10,6 +10,7 @@ use crate::error::{bail, Result, WorkbenchError};
 use crate::metric::{contains_word, rule_hits, Metric, Values};
 use crate::progress::{CancelFlag, Progress};
 use crate::prompts::PromptSet;
+use crate::select::random_counterpart;
 
 /// How an evaluation runs and estimates.
 #[derive(Debug, Clone, Copy)]
@@ -22,8 +23,11 @@ pub struct EvalSettings {
     pub resamples: usize,
     /// Confidence level of the intervals, in (0, 1).
     pub level: f64,
-    /// Seed of the bootstrap.
+    /// Seed of the bootstrap and of the random expert sets.
     pub seed: u64,
+    /// Random-experts controls measured beside the steered model (0: none): each draw applies
+    /// the steering's edits to as many random experts of the same layers.
+    pub random_draws: usize,
 }
 
 impl EvalSettings {
@@ -41,14 +45,16 @@ impl EvalSettings {
 pub struct EvalRow {
     /// The metric's label.
     pub metric: String,
-    /// `baseline` or `steered`.
+    /// `baseline`, `steered`, or `random` (the random-experts controls, pooled).
     pub variant: &'static str,
     /// The value with its interval.
     pub estimate: Estimate,
 }
 
 /// Measures `metrics` on `set` for the unsteered model and, when `steered` is not empty, for
-/// the steered one: rows by variant, then metric.
+/// the steered one and its random-experts controls (`settings.random_draws` of them, pooled
+/// into one `random` row per metric, when the steering edits experts): rows by variant, then
+/// metric.
 pub fn evaluate(
     ck: &Checkpoint,
     set: &PromptSet,
@@ -60,31 +66,51 @@ pub fn evaluate(
 ) -> Result<Vec<EvalRow>> {
     settings.check()?;
     let baseline = RoutingPolicy::new();
-    let mut variants = vec![("baseline", &baseline)];
+    let mut variants: Vec<(&'static str, Vec<RoutingPolicy>)> = vec![("baseline", vec![baseline])];
     if !steered.is_empty() {
-        variants.push(("steered", steered));
+        variants.push(("steered", vec![steered.clone()]));
+        if settings.random_draws > 0 && !steered.edited_experts().is_empty() {
+            let experts = ck.model.config().moe.num_experts;
+            let draws = (0..settings.random_draws)
+                .map(|d| random_counterpart(steered, experts, settings.seed, d))
+                .collect();
+            variants.push(("random", draws));
+        }
     }
     let passes = usize::from(metrics.iter().any(Metric::needs_generations))
         + metrics.iter().filter(|m| !m.needs_generations()).count();
-    progress.begin("", Some((variants.len() * passes * set.len()) as u64), "");
+    let runs: usize = variants.iter().map(|(_, p)| p.len()).sum();
+    progress.begin("", Some((runs * passes * set.len()) as u64), "");
     let mut rows = Vec::new();
-    for (variant, policy) in variants {
+    for (variant, policies) in &variants {
         progress.note(variant);
-        let ev = Evaluator {
-            ck,
-            policy,
-            max_tokens: settings.max_tokens,
-            batch: settings.batch,
-            progress,
-            stop,
-        };
-        let mut outputs = None;
-        for metric in metrics {
-            let values = ev.values(metric, set, &mut outputs)?;
+        let mut values: Vec<Vec<Values>> = vec![Vec::new(); metrics.len()];
+        for policy in policies {
+            let ev = Evaluator {
+                ck,
+                policy,
+                max_tokens: settings.max_tokens,
+                batch: settings.batch,
+                progress,
+                stop,
+            };
+            let mut outputs = None;
+            for (metric, v) in metrics.iter().zip(&mut values) {
+                v.push(ev.values(metric, set, &mut outputs)?);
+            }
+        }
+        for (metric, v) in metrics.iter().zip(values) {
+            let v = if v.len() == 1 {
+                v.into_iter()
+                    .next()
+                    .unwrap_or(Values::PerPrompt(Vec::new()))
+            } else {
+                Values::pool(v)
+            };
             rows.push(EvalRow {
                 metric: metric.label(),
                 variant,
-                estimate: values.estimate(settings.resamples, settings.level, settings.seed),
+                estimate: v.estimate(settings.resamples, settings.level, settings.seed),
             });
         }
     }

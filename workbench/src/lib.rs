@@ -9,6 +9,7 @@ pub mod attribution;
 pub mod error;
 pub mod eval;
 pub mod experiment;
+pub mod forcing;
 pub mod generation;
 pub mod metric;
 pub mod open;
@@ -18,6 +19,7 @@ pub mod progress;
 pub mod prompts;
 pub mod rankings;
 pub mod record;
+pub mod select;
 pub mod throughput;
 
 pub use error::{Result, ResultExt, WorkbenchError};

@@ -3,7 +3,9 @@
 
 use std::path::PathBuf;
 
-use moescope_analysis::{bootstrap_mean, bootstrap_ratio, Estimate, Rule, RuleSet};
+use moescope_analysis::{
+    bootstrap_grid_mean, bootstrap_mean, bootstrap_ratio, Estimate, Rule, RuleSet,
+};
 
 use crate::error::{bail, Result};
 
@@ -63,6 +65,8 @@ pub enum Values {
     PerPrompt(Vec<f64>),
     /// `(summed negative log-likelihood, predicted tokens)` per text.
     Nll(Vec<(f64, f64)>),
+    /// One value per prompt for each of several random draws (`draws × prompts`).
+    Grid(Vec<Vec<f64>>),
 }
 
 impl Values {
@@ -71,6 +75,26 @@ impl Values {
         match self {
             Values::PerPrompt(v) => bootstrap_mean(v, resamples, level, seed),
             Values::Nll(pairs) => perplexity(pairs, resamples, level, seed),
+            Values::Grid(grid) => bootstrap_grid_mean(grid, resamples, level, seed),
+        }
+    }
+
+    /// The values of several random draws of one metric as one: per-prompt values as a grid
+    /// (estimated over draws and prompts), NLL pairs pooled.
+    pub fn pool(draws: Vec<Values>) -> Values {
+        let mut grid = Vec::new();
+        let mut pairs = Vec::new();
+        for v in draws {
+            match v {
+                Values::PerPrompt(row) => grid.push(row),
+                Values::Grid(rows) => grid.extend(rows),
+                Values::Nll(p) => pairs.extend(p),
+            }
+        }
+        if grid.is_empty() {
+            Values::Nll(pairs)
+        } else {
+            Values::Grid(grid)
         }
     }
 }

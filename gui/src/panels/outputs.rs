@@ -2,6 +2,9 @@
 
 use eframe::egui::{self, Color32, Ui};
 
+use moescope_workbench::forcing::ForcedToken;
+
+use crate::colors::{diverging, text_on};
 use crate::heatmap::{routing_heatmap, HeatColour};
 use crate::run_view::first_divergence;
 use crate::state::MoescopeApp;
@@ -117,6 +120,9 @@ impl MoescopeApp {
                 }
             }
         });
+        if let (Some(forced), Some(b)) = (&self.forced, &self.baseline) {
+            forcing_strip(ui, forced, &b.output_tokens);
+        }
     }
 
     pub(crate) fn routing(&mut self, ui: &mut Ui) {
@@ -161,4 +167,46 @@ impl MoescopeApp {
             self.selected = clicked;
         }
     }
+}
+
+/// The baseline's tokens coloured by how the steering changed their log-probability (blue: less
+/// likely, red: more; full colour at ±2 nats), each with its Δlog-prob and KL on hover, under a
+/// line that sums the effect up.
+fn forcing_strip(ui: &mut Ui, forced: &[ForcedToken], tokens: &[String]) {
+    let n = forced.len().max(1) as f64;
+    let mean_delta = forced.iter().map(ForcedToken::delta).sum::<f64>() / n;
+    let mean_kl = forced.iter().map(|t| t.kl).sum::<f64>() / n;
+    let worst = forced
+        .iter()
+        .enumerate()
+        .min_by(|a, b| a.1.delta().total_cmp(&b.1.delta()));
+    let mut summary = format!(
+        "teacher forcing (the baseline's {} tokens through the steered model): mean Δlog-prob {mean_delta:+.3}, mean KL {mean_kl:.3} nats",
+        forced.len()
+    );
+    if let Some((i, t)) = worst {
+        let text = tokens.get(i).map_or(String::new(), |s| format!(" {s:?}"));
+        summary.push_str(&format!(
+            "; largest drop at token {i}{text} ({:+.2})",
+            t.delta()
+        ));
+    }
+    ui.small(summary);
+    ui.horizontal_wrapped(|ui| {
+        ui.spacing_mut().item_spacing.x = 0.0;
+        for (i, t) in forced.iter().enumerate() {
+            let text = tokens.get(i).map_or("?", String::as_str);
+            let background = diverging(t.delta() / 2.0);
+            let label = egui::RichText::new(text)
+                .background_color(background)
+                .color(text_on(background));
+            ui.label(label).on_hover_text(format!(
+                "token {i}: log p baseline {:.3}, steered {:.3} (Δ {:+.3}); KL {:.4} nats",
+                t.baseline_logprob,
+                t.steered_logprob,
+                t.delta(),
+                t.kl
+            ));
+        }
+    });
 }

@@ -51,6 +51,10 @@ impl MoescopeApp {
                     .hint_text("perplexity, answer, target-logprob, rules:FILE")
                     .desired_width(190.0),
             );
+            ui.add(egui::DragValue::new(&mut self.set_form.random_draws).range(0..=20))
+                .on_hover_text(
+                    "random-experts controls: the steering's edits on as many random experts of the same layers",
+                );
             if ui
                 .add_enabled(ready, egui::Button::new("Evaluate"))
                 .on_hover_text("each metric for the unsteered and the steered model, 95% intervals")
@@ -183,6 +187,7 @@ impl MoescopeApp {
             resamples: 1000,
             level: LEVEL,
             seed: 0,
+            random_draws: self.set_form.random_draws,
         };
         self.submit_set(SetTask::Evaluate {
             metrics,

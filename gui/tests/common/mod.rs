@@ -46,3 +46,15 @@ pub fn wait_for(
     }
     h.run_steps(2);
 }
+
+/// The text the last frame put on the clipboard, if any.
+pub fn copied_text(h: &Harness<'static, MoescopeApp>) -> Option<String> {
+    h.output()
+        .platform_output
+        .commands
+        .iter()
+        .find_map(|c| match c {
+            eframe::egui::OutputCommand::CopyText(t) => Some(t.clone()),
+            _ => None,
+        })
+}

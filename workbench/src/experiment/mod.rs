@@ -7,7 +7,6 @@
 mod config;
 mod folder;
 mod report;
-mod select;
 mod setup;
 
 use std::path::{Path, PathBuf};
@@ -31,10 +30,10 @@ use crate::prompts::prompts_with_label;
 use crate::rankings::{npmi_event, write_exports, Export, PlotSpec};
 use crate::record::{record, RecordJob};
 
+use crate::select::{candidates, describe, random_like, ExpertId};
 pub use config::{ExperimentConfig, EXPERIMENT_VERSION};
 use folder::{check_out, prepare_out, replace_report, staging_dir, REPORT_MARKER};
 use report::{Condition, Report, Selection};
-use select::{candidates, describe, random_like, ExpertId};
 pub use setup::Setup;
 
 /// How to run an experiment file.

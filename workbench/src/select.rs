@@ -1,7 +1,10 @@
 //! Choosing expert sets: the top N of a ranking (capped per layer), and random sets of the same
-//! size drawn from the same layers, the baseline every steering claim is measured against.
+//! size drawn from the same layers, the baseline every steering claim is measured against —
+//! also as a whole policy ([`random_counterpart`]).
 
 use std::collections::BTreeMap;
+
+use moescope_engine::RoutingPolicy;
 
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
@@ -50,6 +53,25 @@ pub fn random_like(top: &[ExpertId], num_experts: usize, seed: u64, draw: usize)
     out
 }
 
+/// The random-experts control of `policy`: the same edits on as many random experts of the
+/// same layers (never the edited ones), drawn as [`random_like`] draws them; top-k changes stay.
+pub fn random_counterpart(
+    policy: &RoutingPolicy,
+    num_experts: usize,
+    seed: u64,
+    draw: usize,
+) -> RoutingPolicy {
+    let edited = policy.edited_experts();
+    let random = random_like(&edited, num_experts, seed, draw);
+    // Both lists run layer by layer with the same count in each layer.
+    let replacement: BTreeMap<(usize, usize), usize> = edited
+        .iter()
+        .zip(&random)
+        .map(|(&(layer, expert), &(_, other))| ((layer, expert), other))
+        .collect();
+    policy.with_experts_replaced(&replacement)
+}
+
 /// `L3:E7 L5:E2` for tables and reports.
 pub fn describe(set: &[ExpertId]) -> String {
     set.iter()
@@ -96,5 +118,30 @@ mod tests {
             (0..20).map(|d| random_like(&top, 8, 7, d)).collect();
         assert!(draws.len() > 5, "draws should differ");
         assert_eq!(describe(&top), "L1:E4 L1:E2 L0:E3");
+    }
+
+    #[test]
+    fn the_random_counterpart_edits_other_experts_of_the_same_layers_alike() {
+        use moescope_engine::{ExpertEdit, Scope};
+        let mut p = RoutingPolicy::new();
+        p.mask(3, 7).mask(3, 9);
+        p.edit(5, 2, ExpertEdit::Scale(2.0), Scope::Generated);
+        p.top_k(5, 3, Scope::Both);
+        for draw in 0..20 {
+            let r = random_counterpart(&p, 16, 1, draw);
+            let moved = r.edited_experts();
+            assert_eq!(moved.len(), 3);
+            assert_eq!(moved.iter().filter(|(l, _)| *l == 3).count(), 2);
+            assert!(moved.iter().all(|e| !p.edited_experts().contains(e)));
+            let l5 = r.layer(5).unwrap();
+            assert_eq!(l5.edits[0].edit, ExpertEdit::Scale(2.0));
+            assert_eq!(l5.edits[0].scope, Scope::Generated);
+            assert_eq!(l5.top_k, Some((3, Scope::Both)));
+            assert_eq!(r, random_counterpart(&p, 16, 1, draw), "seeded");
+        }
+        assert_ne!(
+            random_counterpart(&p, 16, 1, 0),
+            random_counterpart(&p, 16, 1, 1)
+        );
     }
 }
