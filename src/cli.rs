@@ -311,6 +311,9 @@ pub struct GuiArgs {
     /// A steering profile to load.
     #[arg(long, value_name = "FILE")]
     pub steer: Option<PathBuf>,
+    /// A JSONL prompt set to load (to pick prompts from, record, evaluate or attribute).
+    #[arg(long, value_name = "FILE")]
+    pub prompts: Option<PathBuf>,
     /// Generate as soon as the model is loaded.
     #[arg(long)]
     pub run: bool,

@@ -1,6 +1,9 @@
 //! The window: the status bar on top, prompt, prompt set, steering and recording on the left,
 //! outputs, routing heatmap, expert grid and plots in the middle, the expert inspector on the
-//! right. Keyboard shortcuts are read here; each panel draws itself (`panels/`).
+//! right. Keyboard shortcuts and dropped files are read here; each panel draws itself
+//! (`panels/`).
+
+use std::path::PathBuf;
 
 use eframe::egui::{self, Key, KeyboardShortcut, Label, Modifiers, RichText, Ui};
 
@@ -19,6 +22,16 @@ impl MoescopeApp {
         }
         if self.busy && ui.input(|i| i.key_pressed(Key::Escape)) {
             self.cancel();
+        }
+        let dropped: Vec<PathBuf> = ui.input(|i| {
+            i.raw
+                .dropped_files
+                .iter()
+                .map(|f| f.path().to_path_buf())
+                .collect()
+        });
+        for path in dropped {
+            self.open_dropped(&path);
         }
         egui::Panel::top("status").show(ui, |ui| self.status_bar(ui));
         if self.log.open {

@@ -41,6 +41,8 @@ pub struct StartOptions {
     pub ranking: Option<PathBuf>,
     /// A steering profile to load once the model is there.
     pub steer: Option<PathBuf>,
+    /// A prompt set to load.
+    pub prompts: Option<PathBuf>,
     /// Generate as soon as the model is loaded.
     pub run: bool,
 }
@@ -184,6 +186,10 @@ impl MoescopeApp {
         }
         if let Some(p) = &start.steer {
             self.profile_path = p.display().to_string();
+        }
+        if let Some(p) = &start.prompts {
+            self.prompt_set_path = p.display().to_string();
+            self.load_prompt_set();
         }
         self.start = Some(start);
         self
@@ -421,6 +427,41 @@ impl MoescopeApp {
                 self.steering = list;
             }
             Err(e) => self.set_status(e.to_string(), true),
+        }
+    }
+
+    /// Opens a file or folder dropped on the window by what it is: a `.jsonl` prompt set, a
+    /// `.toml` steering profile, a `.parquet` ranking, or a records folder.
+    pub fn open_dropped(&mut self, path: &Path) {
+        let text = path.display().to_string();
+        let extension = path
+            .extension()
+            .and_then(|e| e.to_str())
+            .unwrap_or_default();
+        match extension {
+            "jsonl" => {
+                self.prompt_set_path = text;
+                self.load_prompt_set();
+            }
+            "toml" => {
+                self.profile_path = text;
+                self.load_profile();
+            }
+            "parquet" => {
+                self.ranking_path = text;
+                self.load_ranking();
+            }
+            _ if path.is_dir() => {
+                self.recording_path = text;
+                self.open_recording();
+            }
+            _ => self.set_status(
+                format!(
+                    "{text}: drop a prompt set (.jsonl), a steering profile (.toml), a ranking \
+                     (.parquet) or a records folder"
+                ),
+                true,
+            ),
         }
     }
 

@@ -380,3 +380,43 @@ fn sampling_settings_generate_mark_stale_and_copy_as_a_command() {
     );
     assert!(!h.state().status.1, "{}", h.state().status.0);
 }
+
+/// A file dropped on the window, as the windowing integration hands it over.
+#[derive(Debug)]
+struct Dropped(PathBuf);
+
+impl eframe::egui::DroppedFile for Dropped {
+    fn path(&self) -> &std::path::Path {
+        &self.0
+    }
+
+    fn bytes(&self) -> Result<Vec<u8>, String> {
+        std::fs::read(&self.0).map_err(|e| e.to_string())
+    }
+}
+
+#[test]
+fn dropped_files_open_by_what_they_are() {
+    let mut h = harness(embedded_model());
+    wait_for(&mut h, "the model", |a| a.model.is_some());
+    let drop_file = |h: &mut Harness<'static, MoescopeApp>, path: PathBuf| {
+        h.input_mut()
+            .dropped_files
+            .push(std::sync::Arc::new(Dropped(path)));
+        h.run_steps(2);
+    };
+    drop_file(&mut h, common::repo("datasets/examples/smoke.jsonl"));
+    drop_file(&mut h, common::repo("examples/steer-default-model.toml"));
+    drop_file(
+        &mut h,
+        common::repo("docs/findings/refusal-attribution-experiment/ranking.parquet"),
+    );
+    let app = h.state();
+    assert_eq!(app.prompt_set.len(), 6);
+    assert!(!app.steering.is_empty());
+    assert!(app.ranking.is_some());
+    assert!(!app.status.1, "{}", app.status.0);
+    drop_file(&mut h, common::repo("README.md"));
+    assert!(h.state().status.1);
+    assert!(h.state().status.0.contains("drop a prompt set (.jsonl)"));
+}

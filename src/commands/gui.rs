@@ -21,6 +21,7 @@ pub fn run(args: &GuiArgs) -> Result<()> {
             prompt: args.prompt.clone(),
             ranking: args.ranking.clone(),
             steer: args.steer.clone(),
+            prompts: args.prompts.clone(),
             run: args.run,
         };
         moescope_gui::run(dir, start)?;

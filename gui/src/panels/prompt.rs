@@ -80,7 +80,11 @@ impl MoescopeApp {
         );
         ui.horizontal(|ui| {
             ui.checkbox(&mut self.chat, "chat template");
-            ui.add(egui::Slider::new(&mut self.max_tokens, 1..=256).text("tokens"));
+            ui.add(
+                egui::Slider::new(&mut self.max_tokens, 1..=4096)
+                    .logarithmic(true)
+                    .text("tokens"),
+            );
         });
         egui::CollapsingHeader::new("Generation settings").show(ui, |ui| {
             let s = &mut self.settings;
