@@ -84,6 +84,8 @@ pub struct MoescopeApp {
     pub profile_path: String,
     /// Path typed for a ranking.
     pub ranking_path: String,
+    /// Path typed for exporting the grid as SVG.
+    pub export_path: String,
     /// The loaded ranking.
     pub ranking: Option<Ranking>,
     /// What colours the grid.
@@ -150,6 +152,7 @@ impl MoescopeApp {
             steering: SteeringList::default(),
             profile_path: "steering.toml".into(),
             ranking_path: String::new(),
+            export_path: "grid.svg".into(),
             ranking: None,
             grid_source: GridSource::CurrentPrompt,
             grid_view: GridView::default(),

@@ -420,3 +420,32 @@ fn dropped_files_open_by_what_they_are() {
     assert!(h.state().status.1);
     assert!(h.state().status.0.contains("drop a prompt set (.jsonl)"));
 }
+
+#[test]
+fn the_grid_exports_as_svg() {
+    let mut h = harness(embedded_model());
+    wait_for(&mut h, "the model", |a| a.model.is_some());
+    h.state_mut().ranking_path =
+        common::repo("docs/findings/refusal-attribution-experiment/ranking.parquet")
+            .display()
+            .to_string();
+    h.get_by_label("Load ranking").click();
+    h.run_steps(2);
+    let out = std::env::temp_dir().join(format!("moescope-grid-{}.svg", std::process::id()));
+    h.state_mut().export_path = out.display().to_string();
+    h.get_by_label("Export SVG").click();
+    h.run_steps(2);
+    assert!(!h.state().status.1, "{}", h.state().status.0);
+    let svg = std::fs::read_to_string(&out).expect("the SVG written");
+    std::fs::remove_file(&out).unwrap();
+    assert!(
+        svg.starts_with("<svg") || svg.contains("<svg"),
+        "{svg:.200}"
+    );
+    assert!(svg.contains("ablation_drop"));
+    // A folder that does not exist is a message, not a crash.
+    h.state_mut().export_path = "/nonexistent/dir/grid.svg".into();
+    h.get_by_label("Export SVG").click();
+    h.run_steps(2);
+    assert!(h.state().status.1);
+}

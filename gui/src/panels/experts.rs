@@ -2,6 +2,12 @@
 
 use eframe::egui::{self, Ui};
 
+use std::path::{Path, PathBuf};
+
+use moescope_analysis::plot::{heatmap, Cell};
+use moescope_analysis::OutputSet;
+
+use crate::error::{require_path, Result};
 use crate::grid::{expert_grid, GridValues};
 use crate::plots::{load_plot, ranking_plot};
 use crate::run_view::RunView;
@@ -77,6 +83,23 @@ impl MoescopeApp {
         ) {
             self.selected = Some(c);
         }
+        if path_row(
+            ui,
+            &mut self.export_path,
+            "grid.svg",
+            200.0,
+            &["Export SVG"],
+        )
+        .is_some()
+        {
+            let path = PathBuf::from(self.export_path.trim());
+            let written = require_path(&path, "the SVG file to write")
+                .and_then(|()| export_grid_svg(&path, &grid));
+            match written {
+                Ok(()) => self.set_status(format!("wrote {}", path.display()), false),
+                Err(e) => self.set_status(e.to_string(), true),
+            }
+        }
     }
 
     pub(crate) fn plots(&mut self, ui: &mut Ui) {
@@ -100,4 +123,25 @@ impl MoescopeApp {
             }
         });
     }
+}
+
+/// Writes the grid as shown (its values, not its zoom) as an SVG heatmap, the same plot
+/// `moescope analyze` writes, named by what colours it.
+fn export_grid_svg(path: &Path, grid: &GridValues<'_>) -> Result<()> {
+    let cells: Vec<Cell> = grid
+        .layers
+        .iter()
+        .zip(&grid.values)
+        .flat_map(|(&layer, row)| {
+            row.iter().enumerate().map(move |(expert, &value)| Cell {
+                layer: layer as u32,
+                expert: expert as u32,
+                value,
+            })
+        })
+        .collect();
+    let mut set = OutputSet::new();
+    heatmap(&mut set, path, grid.name, &cells, grid.signed)?;
+    set.commit()?;
+    Ok(())
 }
