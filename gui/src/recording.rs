@@ -1,8 +1,9 @@
 //! A records folder written by `moescope record`, browsed in the GUI: its sequence list is in
-//! memory (small), and each sequence's routing or an expert's top tokens come from one
-//! streaming pass over `routing.parquet`, so memory stays flat whatever the recording's size.
+//! memory (small), and each sequence's routing or an expert's page (its tokens, labels and
+//! heaviest contexts) come from streaming passes over `routing.parquet`, so memory stays flat
+//! whatever the recording's size.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
 use moescope_analysis::scan::{scan_choices, Needs};
@@ -10,9 +11,6 @@ use moescope_analysis::Records;
 
 use crate::error::{require_path, GuiError, Result};
 use crate::run_view::RunView;
-
-/// The tokens a recording routed most often to one (layer, expert), with their counts.
-pub type TopTokens = ((usize, usize), Vec<(String, u64)>);
 
 /// Opens a records folder.
 pub fn open(dir: &Path) -> Result<Records> {
@@ -77,14 +75,84 @@ pub fn sequence_view(records: &Records, seq_index: u32) -> Result<RunView> {
     Ok(view)
 }
 
-/// The `n` token texts most often routed to `expert` at decoder layer `layer` over the whole
-/// recording, with their counts, most frequent first.
-pub fn top_tokens(
+/// How often a token text was routed to an expert, against how often it occurs.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TokenCount {
+    /// The token's text.
+    pub text: String,
+    /// Times it was routed to the expert.
+    pub routed: u64,
+    /// Times it occurs in the recording (at that layer, i.e. once per position).
+    pub seen: u64,
+}
+
+impl TokenCount {
+    /// Share of its occurrences routed to the expert.
+    pub fn rate(&self) -> f64 {
+        self.routed as f64 / self.seen.max(1) as f64
+    }
+}
+
+/// Tokens of one label routed to an expert, against all tokens with that label.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LabelShare {
+    /// The sequences' label (`(none)` for unlabelled ones).
+    pub label: String,
+    /// Its tokens routed to the expert.
+    pub routed: u64,
+    /// All its tokens.
+    pub tokens: u64,
+}
+
+impl LabelShare {
+    /// Share of the label's tokens routed to the expert.
+    pub fn rate(&self) -> f64 {
+        self.routed as f64 / self.tokens.max(1) as f64
+    }
+}
+
+/// One position where the expert weighs heavily, with the tokens around it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Context {
+    /// The sequence.
+    pub seq_index: u32,
+    /// The position in it.
+    pub position: u32,
+    /// The expert's mixing weight there.
+    pub weight: f32,
+    /// Up to [`CONTEXT_TOKENS`] tokens before it.
+    pub before: Vec<String>,
+    /// The token.
+    pub token: String,
+    /// Up to [`CONTEXT_TOKENS`] tokens after it.
+    pub after: Vec<String>,
+}
+
+/// Tokens shown on each side of a context's token.
+pub const CONTEXT_TOKENS: u32 = 6;
+
+/// What a recording says about one expert: the tokens it takes (normalised by how often each
+/// occurs), its share of each label's tokens, and the contexts where it weighs most.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ExpertPage {
+    /// `(layer, expert)`.
+    pub key: (usize, usize),
+    /// Tokens routed to it, most often first.
+    pub tokens: Vec<TokenCount>,
+    /// Its share of each label's tokens, in label order.
+    pub labels: Vec<LabelShare>,
+    /// The positions with its highest weights, heaviest first.
+    pub contexts: Vec<Context>,
+}
+
+/// Reads the page of `expert` at decoder layer `layer` in two streaming passes over the
+/// recording: counts and the heaviest positions, then the tokens around those.
+pub fn expert_page(
     records: &Records,
     layer: usize,
     expert: usize,
-    n: usize,
-) -> Result<Vec<(String, u64)>> {
+    top: usize,
+) -> Result<ExpertPage> {
     let slot = records
         .run
         .moe_layers
@@ -95,19 +163,96 @@ pub fn top_tokens(
                 "layer {layer} is not an MoE layer of the recording"
             ))
         })?;
-    let mut counts: HashMap<String, u64> = HashMap::new();
+    let label_of: HashMap<u32, String> = records
+        .sequences
+        .iter()
+        .map(|s| {
+            let label = s.label.clone().unwrap_or_else(|| "(none)".into());
+            (s.seq_index, label)
+        })
+        .collect();
+    let none = String::from("(none)");
     let needs = Needs {
         token_text: true,
-        ..Needs::default()
+        sequence: true,
+        out_maxabs: false,
     };
+    let mut tokens: HashMap<String, (u64, u64)> = HashMap::new();
+    let mut labels: BTreeMap<String, (u64, u64)> = BTreeMap::new();
+    // (weight, seq, position), heaviest first, at most `top`.
+    let mut heaviest: Vec<(f32, u32, u32)> = Vec::new();
     scan_choices(records, needs, |c| {
-        if c.layer_slot == slot && c.experts.iter().any(|&e| usize::from(e) == expert) {
-            *counts.entry(c.token_text.to_string()).or_default() += 1;
+        if c.layer_slot != slot {
+            return Ok(());
+        }
+        let label = label_of.get(&c.seq_index).unwrap_or(&none);
+        let weight = c
+            .experts
+            .iter()
+            .position(|&e| usize::from(e) == expert)
+            .map(|i| c.weights[i]);
+        let entry = tokens.entry(c.token_text.to_string()).or_default();
+        entry.1 += 1;
+        let by_label = labels.entry(label.clone()).or_default();
+        by_label.1 += 1;
+        if let Some(w) = weight {
+            entry.0 += 1;
+            by_label.0 += 1;
+            let at = heaviest.partition_point(|h| h.0 >= w);
+            if at < top {
+                heaviest.insert(at, (w, c.seq_index, c.position));
+                heaviest.truncate(top);
+            }
         }
         Ok(())
     })?;
-    let mut top: Vec<(String, u64)> = counts.into_iter().collect();
-    top.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
-    top.truncate(n);
-    Ok(top)
+    // The tokens around each heavy position, read from the first MoE layer's rows.
+    let mut around: HashMap<(u32, u32), String> = HashMap::new();
+    let wanted = |seq: u32, pos: u32| {
+        heaviest
+            .iter()
+            .any(|&(_, s, p)| s == seq && pos + CONTEXT_TOKENS >= p && pos <= p + CONTEXT_TOKENS)
+    };
+    scan_choices(records, needs, |c| {
+        if c.layer_slot == 0 && wanted(c.seq_index, c.position) {
+            around.insert((c.seq_index, c.position), c.token_text.to_string());
+        }
+        Ok(())
+    })?;
+    let text = |seq: u32, pos: u32| around.get(&(seq, pos)).cloned();
+    let contexts = heaviest
+        .iter()
+        .map(|&(weight, seq, pos)| Context {
+            seq_index: seq,
+            position: pos,
+            weight,
+            before: (pos.saturating_sub(CONTEXT_TOKENS)..pos)
+                .filter_map(|p| text(seq, p))
+                .collect(),
+            token: text(seq, pos).unwrap_or_default(),
+            after: (pos + 1..=pos + CONTEXT_TOKENS)
+                .filter_map(|p| text(seq, p))
+                .collect(),
+        })
+        .collect();
+    let mut tokens: Vec<TokenCount> = tokens
+        .into_iter()
+        .filter(|(_, (routed, _))| *routed > 0)
+        .map(|(text, (routed, seen))| TokenCount { text, routed, seen })
+        .collect();
+    tokens.sort_by(|a, b| b.routed.cmp(&a.routed).then_with(|| a.text.cmp(&b.text)));
+    tokens.truncate(top.max(20));
+    Ok(ExpertPage {
+        key: (layer, expert),
+        tokens,
+        labels: labels
+            .into_iter()
+            .map(|(label, (routed, tokens))| LabelShare {
+                label,
+                routed,
+                tokens,
+            })
+            .collect(),
+        contexts,
+    })
 }

@@ -17,7 +17,7 @@ use crate::grid::GridView;
 use crate::heatmap::{HeatColour, HeatmapView};
 use crate::log::MessageLog;
 use crate::ranking::Ranking;
-use crate::recording::TopTokens;
+use crate::recording::ExpertPage;
 use crate::run_view::RunView;
 use crate::set_work::SetForm;
 use crate::steering::SteeringList;
@@ -112,8 +112,8 @@ pub struct MoescopeApp {
     pub recording: Option<Arc<Records>>,
     /// The recorded sequence shown, if the view comes from the recording.
     pub browsing: Option<u32>,
-    /// The last top-token count from the recording, for (layer, expert).
-    pub top_tokens: Option<TopTokens>,
+    /// The last expert page read from the recording.
+    pub expert_page: Option<ExpertPage>,
     /// What the shown generation was made from (None while browsing a recording).
     pub run_basis: Option<RunBasis>,
     /// The steering list as last saved or loaded, to tell unsaved edits.
@@ -166,7 +166,7 @@ impl MoescopeApp {
             recording_path: String::new(),
             recording: None,
             browsing: None,
-            top_tokens: None,
+            expert_page: None,
             run_basis: None,
             steering_saved: SteeringList::default(),
             confirm_replace: false,
@@ -260,10 +260,10 @@ impl MoescopeApp {
                     self.run_basis = None;
                     self.heat_run = Which::Baseline;
                 }
-                Event::TopTokens(key, tokens) => {
+                Event::ExpertPage(page) => {
                     self.busy = false;
                     self.set_status("done", false);
-                    self.top_tokens = Some((key, tokens));
+                    self.expert_page = Some(*page);
                 }
                 Event::SetProgress(p) => self.set_form.progress = Some(p),
                 Event::SetDone(outcome) => self.on_set_done(outcome),

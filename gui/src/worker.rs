@@ -20,7 +20,7 @@ use moescope_workbench::WorkbenchError;
 
 use crate::basis::GenerationSettings;
 use crate::error::chain;
-use crate::recording::{sequence_view, top_tokens};
+use crate::recording::{expert_page, sequence_view, ExpertPage};
 use crate::run_view::RunView;
 use crate::set_work::{run_rank_job, run_set_job, RankJob, SetJob, SetOutcome, SetProgress};
 
@@ -48,8 +48,8 @@ pub enum Job {
     Generate(GenerateJob),
     /// Read one sequence of a recording.
     Browse(Arc<Records>, u32),
-    /// Count the tokens a recording routed to (layer, expert).
-    TopTokens(Arc<Records>, usize, usize),
+    /// Read the page of (layer, expert) from a recording.
+    ExpertPage(Arc<Records>, usize, usize),
     /// Record, evaluate or attribute over a prompt set.
     Set(Box<SetJob>),
     /// Rank a recording's experts by a statistic.
@@ -83,8 +83,8 @@ pub enum Event {
     },
     /// A recorded sequence, read.
     Browsed(Box<RunView>),
-    /// The tokens a recording routed most often to (layer, expert), with counts.
-    TopTokens((usize, usize), Vec<(String, u64)>),
+    /// The page of an expert read from a recording.
+    ExpertPage(Box<ExpertPage>),
     /// A prompt-set task's progress.
     SetProgress(SetProgress),
     /// A prompt-set task finished.
@@ -141,9 +141,9 @@ impl Worker {
                         Ok(v) => send(Event::Browsed(Box::new(v))),
                         Err(e) => send(Event::Failed(e.to_string())),
                     },
-                    Job::TopTokens(records, layer, expert) => {
-                        match top_tokens(&records, layer, expert, 20) {
-                            Ok(t) => send(Event::TopTokens((layer, expert), t)),
+                    Job::ExpertPage(records, layer, expert) => {
+                        match expert_page(&records, layer, expert, 8) {
+                            Ok(page) => send(Event::ExpertPage(Box::new(page))),
                             Err(e) => send(Event::Failed(e.to_string())),
                         }
                     }

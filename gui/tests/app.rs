@@ -219,13 +219,44 @@ fn a_recording_is_browsed_sequence_by_sequence_and_counts_an_experts_tokens() {
 
     h.get_by_label("L0:E11").click();
     h.run_steps(2);
-    h.get_by_label("Top tokens in recording").click();
+    h.get_by_label("Expert page from recording").click();
     h.run_steps(1);
-    wait_for(&mut h, "the token counts", |a| !a.busy);
-    let (key, tokens) = h.state().top_tokens.clone().expect("counts");
-    assert_eq!(key, (0, 11));
-    assert!(!tokens.is_empty());
-    assert!(tokens.windows(2).all(|w| w[0].1 >= w[1].1));
+    wait_for(&mut h, "the expert page", |a| !a.busy);
+    let page = h.state().expert_page.clone().expect("a page");
+    assert_eq!(page.key, (0, 11));
+    assert!(!page.tokens.is_empty());
+    assert!(page.tokens.windows(2).all(|w| w[0].routed >= w[1].routed));
+    assert!(page.tokens.iter().all(|t| t.routed <= t.seen));
+    // Every token of the recording is counted once under its sequence's label.
+    let rec = h.state().recording.clone().unwrap();
+    let total: u64 = page.labels.iter().map(|l| l.tokens).sum();
+    let expected: u64 = rec
+        .sequences
+        .iter()
+        .map(|s| u64::from(s.prompt_tokens + s.generated_tokens))
+        .sum();
+    assert_eq!(total, expected);
+    let routed: u64 = page.labels.iter().map(|l| l.routed).sum();
+    assert!(routed > 0 && page.tokens.iter().map(|t| t.routed).sum::<u64>() <= routed);
+    // Contexts: heaviest first, the token among its neighbours; a click opens its sequence.
+    assert!(!page.contexts.is_empty() && page.contexts.len() <= 8);
+    assert!(page.contexts.windows(2).all(|w| w[0].weight >= w[1].weight));
+    let c = page.contexts.last().unwrap().clone();
+    assert!(c.before.len() <= 6 && c.after.len() <= 6 && !c.token.is_empty());
+    let line = format!(
+        "{}{}{}  {:.2} · seq {}",
+        c.before.concat(),
+        c.token,
+        c.after.concat(),
+        c.weight,
+        c.seq_index
+    );
+    h.get_by_label(&line).click();
+    h.run_steps(1);
+    wait_for(&mut h, "the context's sequence", |a| !a.busy);
+    assert_eq!(h.state().browsing, Some(c.seq_index));
+    let shown = h.state().baseline.clone().unwrap();
+    assert_eq!(shown.tokens[c.position as usize], c.token);
 }
 
 #[test]

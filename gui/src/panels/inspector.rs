@@ -1,8 +1,10 @@
-//! The expert inspector: one expert's numbers, its top tokens in a recording, and the controls that steer it.
+//! The expert inspector: one expert's numbers, its page from a recording (label shares,
+//! heaviest contexts, tokens against their frequency), and the controls that steer it.
 
 use eframe::egui::{self, RichText, Ui};
 use moescope_engine::InterventionKind;
 
+use crate::recording::ExpertPage;
 use crate::state::MoescopeApp;
 use crate::steering::describe;
 use crate::worker::Job;
@@ -61,22 +63,28 @@ impl MoescopeApp {
         if let Some(rec) = self.recording.clone() {
             let enabled = !self.busy;
             if ui
-                .add_enabled(enabled, egui::Button::new("Top tokens in recording"))
+                .add_enabled(enabled, egui::Button::new("Expert page from recording"))
+                .on_hover_text("its tokens, its share of each label and its heaviest contexts")
                 .clicked()
-                && self.worker.submit(Job::TopTokens(rec, layer, expert))
+                && self
+                    .worker
+                    .submit(Job::ExpertPage(rec.clone(), layer, expert))
             {
                 self.busy = true;
-                self.set_status("counting tokens in the recording …", false);
+                self.set_status("reading the expert's page from the recording …", false);
             }
-            if let Some((key, tokens)) = &self.top_tokens {
-                if *key == (layer, expert) {
-                    egui::Grid::new("top tokens").striped(true).show(ui, |ui| {
-                        for (t, n) in tokens {
-                            ui.label(RichText::new(format!("{t:?}")).monospace());
-                            ui.label(n.to_string());
-                            ui.end_row();
-                        }
-                    });
+            let page = self
+                .expert_page
+                .as_ref()
+                .filter(|p| p.key == (layer, expert))
+                .cloned();
+            if let Some(page) = page {
+                if let Some(seq) = expert_page_view(ui, &page) {
+                    if !self.busy && self.worker.submit(Job::Browse(rec, seq)) {
+                        self.busy = true;
+                        self.browsing = Some(seq);
+                        self.set_status(format!("reading sequence {seq} …"), false);
+                    }
                 }
             }
         }
@@ -136,4 +144,56 @@ impl MoescopeApp {
             }
         });
     }
+}
+
+/// Draws an expert's page: its share of each label's tokens, its heaviest contexts (the token
+/// highlighted among its neighbours; a click opens the sequence) and the tokens it takes, each
+/// against how often it occurs. Returns the sequence clicked, if any.
+fn expert_page_view(ui: &mut Ui, page: &ExpertPage) -> Option<u32> {
+    ui.label("share of each label's tokens:");
+    egui::Grid::new("expert labels")
+        .striped(true)
+        .show(ui, |ui| {
+            for l in &page.labels {
+                ui.label(&l.label);
+                ui.label(format!("{:.1}%", 100.0 * l.rate()));
+                ui.label(RichText::new(format!("{} of {}", l.routed, l.tokens)).weak());
+                ui.end_row();
+            }
+        });
+    ui.label("heaviest contexts (click to open the sequence):");
+    let mut clicked = None;
+    let font = egui::TextStyle::Small.resolve(ui.style());
+    let normal = ui.visuals().weak_text_color();
+    let strong = ui.visuals().strong_text_color();
+    for c in &page.contexts {
+        let mut job = egui::text::LayoutJob::default();
+        let plain = egui::TextFormat::simple(font.clone(), normal);
+        job.append(&c.before.concat(), 0.0, plain.clone());
+        let mut mark = egui::TextFormat::simple(font.clone(), strong);
+        mark.background = ui.visuals().selection.bg_fill;
+        job.append(&c.token, 0.0, mark);
+        job.append(&c.after.concat(), 0.0, plain);
+        job.append(
+            &format!("  {:.2} · seq {}", c.weight, c.seq_index),
+            0.0,
+            egui::TextFormat::simple(font.clone(), normal),
+        );
+        let response = ui.add(egui::Label::new(job).sense(egui::Sense::click()));
+        if response.clicked() {
+            clicked = Some(c.seq_index);
+        }
+    }
+    ui.label("tokens taken (routed here / occurrences):");
+    egui::Grid::new("expert tokens")
+        .striped(true)
+        .show(ui, |ui| {
+            for t in &page.tokens {
+                ui.label(RichText::new(format!("{:?}", t.text)).monospace());
+                ui.label(format!("{} / {}", t.routed, t.seen));
+                ui.label(format!("{:.0}%", 100.0 * t.rate()));
+                ui.end_row();
+            }
+        });
+    clicked
 }
