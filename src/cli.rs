@@ -314,6 +314,9 @@ pub struct GuiArgs {
     /// A JSONL prompt set to load (to pick prompts from, record, evaluate or attribute).
     #[arg(long, value_name = "FILE")]
     pub prompts: Option<PathBuf>,
+    /// A records folder to open (from `moescope record`).
+    #[arg(long, value_name = "DIR")]
+    pub records: Option<PathBuf>,
     /// Generate as soon as the model is loaded.
     #[arg(long)]
     pub run: bool,

@@ -6,6 +6,7 @@
 # - prompt-set.png: a prompt set evaluated in the app (baseline, steered, random experts) and
 #   the teacher-forcing strip of one generation (the buttons are clicked at their places in a
 #   1280 × 800 window).
+# - expert-page.png: the top refusal expert's page read from a recording of the detection set.
 # - wide-heatmap.png, wide-grid.png (when WIDE_MODEL names a checkpoint folder made by
 #   `docs/gui/make_wide_model.py`: 61 MoE layers × 256 experts): a 1,330-token prompt, then the
 #   routing heatmap zoomed out with `-` after a click on a cell, then the layer × expert grid
@@ -75,6 +76,22 @@ import -window root -crop 1280x800+0+0 docs/gui/prompt-set.png
 echo "wrote docs/gui/prompt-set.png"
 kill "$app"
 wait "$app" 2>/dev/null || true
+
+# An expert page: the refusal detection set recorded, the top refusal expert's page read from
+# it (label shares, heaviest contexts, tokens against their frequency).
+records=$(mktemp -d)
+"$bin" record --prompts datasets/refusal/detect.jsonl --generate 8 --out "$records/rec" >/dev/null
+"$bin" gui --records "$records/rec" --ranking "$findings/ranking.parquet" &
+app=$!
+window 1280 800
+sleep "${WAIT_S:-10}"
+xdotool mousemove 1086 172 click 1        # Expert page from recording
+sleep 5
+import -window root -crop 1280x800+0+0 docs/gui/expert-page.png
+echo "wrote docs/gui/expert-page.png"
+kill "$app"
+wait "$app" 2>/dev/null || true
+rm -rf "$records"
 
 if [ -n "${WIDE_MODEL:-}" ]; then
     sentence="the model routes every token to eight experts, and we watch which ones fire on refusals, code, numbers and plain prose. "

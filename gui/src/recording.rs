@@ -128,6 +128,11 @@ pub struct Context {
     pub after: Vec<String>,
 }
 
+/// Token text on one line, as a context snippet shows it: a line break is written `\n`.
+pub fn one_line(text: &str) -> String {
+    text.replace('\n', "\\n")
+}
+
 /// Tokens shown on each side of a context's token.
 pub const CONTEXT_TOKENS: u32 = 6;
 

@@ -43,6 +43,8 @@ pub struct StartOptions {
     pub steer: Option<PathBuf>,
     /// A prompt set to load.
     pub prompts: Option<PathBuf>,
+    /// A records folder to open.
+    pub records: Option<PathBuf>,
     /// Generate as soon as the model is loaded.
     pub run: bool,
 }
@@ -193,6 +195,10 @@ impl MoescopeApp {
         if let Some(p) = &start.prompts {
             self.prompt_set_path = p.display().to_string();
             self.load_prompt_set();
+        }
+        if let Some(r) = &start.records {
+            self.recording_path = r.display().to_string();
+            self.open_recording();
         }
         self.start = Some(start);
         self

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 
 use egui_kittest::kittest::{NodeT, Queryable};
 use egui_kittest::Harness;
+use moescope_gui::recording::one_line;
 use moescope_gui::run_view::first_divergence;
 use moescope_gui::worker::Which;
 use moescope_gui::MoescopeApp;
@@ -245,9 +246,9 @@ fn a_recording_is_browsed_sequence_by_sequence_and_counts_an_experts_tokens() {
     assert!(c.before.len() <= 6 && c.after.len() <= 6 && !c.token.is_empty());
     let line = format!(
         "{}{}{}  {:.2} · seq {}",
-        c.before.concat(),
-        c.token,
-        c.after.concat(),
+        one_line(&c.before.concat()),
+        one_line(&c.token),
+        one_line(&c.after.concat()),
         c.weight,
         c.seq_index
     );

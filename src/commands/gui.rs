@@ -22,6 +22,7 @@ pub fn run(args: &GuiArgs) -> Result<()> {
             ranking: args.ranking.clone(),
             steer: args.steer.clone(),
             prompts: args.prompts.clone(),
+            records: args.records.clone(),
             run: args.run,
         };
         moescope_gui::run(dir, start)?;

@@ -4,7 +4,7 @@
 use eframe::egui::{self, RichText, Ui};
 use moescope_engine::InterventionKind;
 
-use crate::recording::ExpertPage;
+use crate::recording::{one_line, ExpertPage};
 use crate::state::MoescopeApp;
 use crate::steering::describe;
 use crate::worker::Job;
@@ -169,11 +169,11 @@ fn expert_page_view(ui: &mut Ui, page: &ExpertPage) -> Option<u32> {
     for c in &page.contexts {
         let mut job = egui::text::LayoutJob::default();
         let plain = egui::TextFormat::simple(font.clone(), normal);
-        job.append(&c.before.concat(), 0.0, plain.clone());
+        job.append(&one_line(&c.before.concat()), 0.0, plain.clone());
         let mut mark = egui::TextFormat::simple(font.clone(), strong);
         mark.background = ui.visuals().selection.bg_fill;
-        job.append(&c.token, 0.0, mark);
-        job.append(&c.after.concat(), 0.0, plain);
+        job.append(&one_line(&c.token), 0.0, mark);
+        job.append(&one_line(&c.after.concat()), 0.0, plain);
         job.append(
             &format!("  {:.2} · seq {}", c.weight, c.seq_index),
             0.0,
