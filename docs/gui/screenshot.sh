@@ -65,12 +65,12 @@ wait "$app" 2>/dev/null || true
 app=$!
 window 1280 800
 sleep "${WAIT_S:-10}"
-xdotool mousemove 42 214 click 1          # Generate
+xdotool mousemove 42 264 click 1          # Generate
 sleep 5
-xdotool mousemove 100 287 click 1         # the metrics field
+xdotool mousemove 100 337 click 1         # the metrics field
 xdotool key ctrl+a
 xdotool type --delay 20 "rules:datasets/examples/rules.toml"
-xdotool mousemove 286 287 click 1         # Evaluate
+xdotool mousemove 286 337 click 1         # Evaluate
 sleep "${EVAL_WAIT_S:-30}"
 import -window root -crop 1280x800+0+0 docs/gui/prompt-set.png
 echo "wrote docs/gui/prompt-set.png"

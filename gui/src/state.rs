@@ -128,15 +128,21 @@ pub struct MoescopeApp {
     pub load_error: Option<String>,
     /// Record, evaluate and attribute over the prompt set.
     pub set_form: SetForm,
+    /// Path typed for another checkpoint to open.
+    pub model_path: String,
+    /// Asks the window to repaint; handed to every worker.
+    wake: Arc<dyn Fn() + Send + Sync>,
 }
 
 impl MoescopeApp {
     /// Starts the app and its worker, which loads the model at `model_dir`; `wake` is called
     /// when the worker has news (the window passes a repaint request).
-    pub fn new(model_dir: PathBuf, wake: impl Fn() + Send + 'static) -> Self {
+    pub fn new(model_dir: PathBuf, wake: impl Fn() + Send + Sync + 'static) -> Self {
+        let wake: Arc<dyn Fn() + Send + Sync> = Arc::new(wake);
+        let worker_wake = Arc::clone(&wake);
         let mut app = Self {
             start: None,
-            worker: Worker::spawn(model_dir.clone(), wake),
+            worker: Worker::spawn(model_dir.clone(), move || worker_wake()),
             model: None,
             status: (String::new(), false),
             busy: false,
@@ -175,6 +181,8 @@ impl MoescopeApp {
             log: MessageLog::default(),
             load_error: None,
             set_form: SetForm::default(),
+            model_path: model_dir.display().to_string(),
+            wake,
         };
         app.set_status(format!("loading {} …", model_dir.display()), false);
         app
@@ -439,8 +447,36 @@ impl MoescopeApp {
         }
     }
 
+    /// Replaces the model with the checkpoint in `dir`, loaded on a new worker thread (the old
+    /// one ends and frees its model); the shown results, which came from the old model, go.
+    /// Refused while work is running.
+    pub fn open_model(&mut self, dir: PathBuf) {
+        if self.busy {
+            self.set_status(
+                "wait for the running work to finish (or cancel it) before opening another model",
+                true,
+            );
+            return;
+        }
+        let wake = Arc::clone(&self.wake);
+        self.worker = Worker::spawn(dir.clone(), move || wake());
+        self.model = None;
+        self.load_error = None;
+        self.model_path = dir.display().to_string();
+        self.baseline = None;
+        self.steered = None;
+        self.forced = None;
+        self.partial = (String::new(), String::new());
+        self.run_basis = None;
+        self.browsing = None;
+        self.expert_page = None;
+        self.selected = None;
+        self.set_status(format!("loading {} …", dir.display()), false);
+    }
+
     /// Opens a file or folder dropped on the window by what it is: a `.jsonl` prompt set, a
-    /// `.toml` steering profile, a `.parquet` ranking, or a records folder.
+    /// `.toml` steering profile, a `.parquet` ranking, a checkpoint folder (with
+    /// `config.json`), or a records folder.
     pub fn open_dropped(&mut self, path: &Path) {
         let text = path.display().to_string();
         let extension = path
@@ -460,6 +496,7 @@ impl MoescopeApp {
                 self.ranking_path = text;
                 self.load_ranking();
             }
+            _ if path.join("config.json").is_file() => self.open_model(path.to_path_buf()),
             _ if path.is_dir() => {
                 self.recording_path = text;
                 self.open_recording();
@@ -467,7 +504,7 @@ impl MoescopeApp {
             _ => self.set_status(
                 format!(
                     "{text}: drop a prompt set (.jsonl), a steering profile (.toml), a ranking \
-                     (.parquet) or a records folder"
+                     (.parquet), a checkpoint folder or a records folder"
                 ),
                 true,
             ),

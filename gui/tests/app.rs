@@ -481,3 +481,41 @@ fn the_grid_exports_as_svg() {
     h.run_steps(2);
     assert!(h.state().status.1);
 }
+
+#[test]
+fn another_model_opens_in_the_window() {
+    let mut h = harness(embedded_model());
+    wait_for(&mut h, "the model", |a| a.model.is_some());
+    h.get_by_label("Generate").click();
+    h.run_steps(1);
+    wait_for(&mut h, "a run", |a| !a.busy);
+    assert!(h.state().baseline.is_some());
+
+    let fixture = common::repo("tests/fixtures/deepseek_v2_routing");
+    h.state_mut().model_path = fixture.display().to_string();
+    h.get_by_label("Open model").click();
+    h.run_steps(1);
+    assert!(h.state().baseline.is_none(), "results of the old model go");
+    wait_for(&mut h, "the other model", |a| {
+        a.model.is_some() || a.status.1
+    });
+    let model = h.state().model.clone().expect("the fixture loads");
+    assert_eq!(model.dir, fixture);
+    assert_eq!(model.config.moe.num_experts, 160);
+    h.get_by_label_contains("160 experts");
+
+    // A folder without a checkpoint is a message that stays, not a crash.
+    h.state_mut().model_path = "/nonexistent/model".into();
+    h.get_by_label("Open model").click();
+    h.run_steps(1);
+    wait_for(&mut h, "the load error", |a| a.load_error.is_some());
+    assert!(h.state().model.is_none());
+    // Dropping a checkpoint folder opens it.
+    h.input_mut()
+        .dropped_files
+        .push(std::sync::Arc::new(Dropped(embedded_model())));
+    h.run_steps(1);
+    wait_for(&mut h, "the embedded model again", |a| a.model.is_some());
+    assert_eq!(h.state().model.as_ref().unwrap().config.moe.num_experts, 16);
+    assert!(h.state().load_error.is_none());
+}

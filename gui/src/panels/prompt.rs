@@ -37,6 +37,23 @@ impl MoescopeApp {
     }
 
     pub(crate) fn prompt_panel(&mut self, ui: &mut Ui) {
+        ui.strong("Model");
+        if path_row(
+            ui,
+            &mut self.model_path,
+            "checkpoint folder",
+            200.0,
+            &["Open model"],
+        )
+        .is_some()
+        {
+            let dir = PathBuf::from(self.model_path.trim());
+            match crate::error::require_path(&dir, "a checkpoint folder") {
+                Ok(()) => self.open_model(dir),
+                Err(e) => self.set_status(e.to_string(), true),
+            }
+        }
+        ui.separator();
         ui.strong("Prompt");
         if path_row(
             ui,
