@@ -330,9 +330,13 @@ pub struct GenerateArgs {
     /// Raw text to continue (no chat template).
     #[arg(long, conflicts_with = "chat", required_unless_present = "chat")]
     pub prompt: Option<String>,
-    /// A user message, rendered through the checkpoint's chat template.
-    #[arg(long)]
-    pub chat: Option<String>,
+    /// A user message, rendered through the checkpoint's chat template. Repeat it with
+    /// --reply for a conversation: `--chat A --reply B --chat C` answers C after A and B.
+    #[arg(long, value_name = "MESSAGE")]
+    pub chat: Vec<String>,
+    /// The assistant's reply to an earlier --chat message (repeatable; one fewer than --chat).
+    #[arg(long, value_name = "TEXT", requires = "chat")]
+    pub reply: Vec<String>,
     /// An optional system message for --chat.
     #[arg(long, requires = "chat")]
     pub system: Option<String>,

@@ -104,6 +104,35 @@ fn chat_goes_through_the_template() {
 }
 
 #[test]
+fn a_conversation_of_several_turns_goes_through_the_template_in_order() {
+    let (ok, out, err) = moescope(&[
+        "generate",
+        "--chat",
+        "hi",
+        "--reply",
+        "Hello there.",
+        "--chat",
+        "and now?",
+        "--max-tokens",
+        "2",
+    ]);
+    assert!(ok, "{err}");
+    assert!(
+        out.starts_with(
+            "<|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\nHello there.<|im_end|>\n\
+             <|im_start|>user\nand now?<|im_end|>\n<|im_start|>assistant\n"
+        ),
+        "{out}"
+    );
+    let (ok, _, err) = moescope(&["generate", "--chat", "a", "--chat", "b"]);
+    assert!(!ok);
+    assert!(
+        err.contains("2 --chat messages need 1 --reply texts") && err.contains("got 0"),
+        "{err}"
+    );
+}
+
+#[test]
 fn steer_prints_baseline_and_steered_and_masks_take_effect() {
     let profile = concat!(
         env!("CARGO_MANIFEST_DIR"),

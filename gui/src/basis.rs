@@ -2,6 +2,8 @@
 //! count, steering), so the app can say when the result no longer matches what the controls now
 //! say — a stale result is marked, not silently shown as if it were current.
 
+use moescope_workbench::generation::Exchange;
+
 use crate::steering::SteeringList;
 
 /// How a generation samples and ends, beside its prompt: the CLI's `--system`,
@@ -55,6 +57,8 @@ pub struct RunBasis {
     pub prompt: String,
     /// Whether it went through the chat template.
     pub chat: bool,
+    /// The chat's earlier turns (used with the chat template only).
+    pub earlier: Vec<Exchange>,
     /// Tokens asked for.
     pub max_tokens: usize,
     /// System message, sampling and stop strings.
@@ -73,6 +77,9 @@ impl RunBasis {
         }
         if self.chat != now.chat {
             parts.push("chat template setting");
+        }
+        if self.chat && self.earlier != now.earlier {
+            parts.push("conversation");
         }
         if self.max_tokens != now.max_tokens {
             parts.push("token count");
@@ -101,6 +108,7 @@ mod tests {
         let basis = RunBasis {
             prompt: "hi".into(),
             chat: true,
+            earlier: Vec::new(),
             max_tokens: 32,
             settings: GenerationSettings::default(),
             steering: SteeringList::default(),
@@ -110,9 +118,13 @@ mod tests {
         now.prompt.push('!');
         now.steering.set(1, 2, InterventionKind::Mask, None);
         now.settings.temperature = 0.7;
+        now.earlier.push(Exchange {
+            user: "hello".into(),
+            assistant: "hi there".into(),
+        });
         assert_eq!(
             basis.changed(&now),
-            ["prompt", "sampling settings", "steering"]
+            ["prompt", "conversation", "sampling settings", "steering"]
         );
         // A renamed profile with the same interventions steers the same way.
         let mut renamed = basis.clone();

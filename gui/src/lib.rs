@@ -22,13 +22,14 @@ pub mod steering;
 pub mod widgets;
 pub mod worker;
 
-use std::path::PathBuf;
+use moescope_workbench::ModelSpec;
 
 pub use error::{GuiError, Result};
 pub use state::{MoescopeApp, StartOptions};
 
-/// Opens the window on the checkpoint at `model_dir` and returns when it is closed.
-pub fn run(model_dir: PathBuf, start: StartOptions) -> Result<()> {
+/// Opens the window on the checkpoint `model` names (folder, device, dtype) and returns when it
+/// is closed.
+pub fn run(model: ModelSpec, start: StartOptions) -> Result<()> {
     let options = eframe::NativeOptions {
         viewport: eframe::egui::ViewportBuilder::default()
             .with_inner_size([1280.0, 800.0])
@@ -40,7 +41,7 @@ pub fn run(model_dir: PathBuf, start: StartOptions) -> Result<()> {
         options,
         Box::new(move |cc| {
             let ctx = cc.egui_ctx.clone();
-            let app = MoescopeApp::new(model_dir, move || ctx.request_repaint());
+            let app = MoescopeApp::with_model(model, move || ctx.request_repaint());
             Ok(Box::new(app.with_start(start)))
         }),
     )

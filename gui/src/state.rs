@@ -10,6 +10,8 @@ use moescope_analysis::Records;
 use moescope_engine::{load_prompt_set, CancelFlag, PromptRecord, RoutingPolicy};
 
 use moescope_workbench::forcing::ForcedToken;
+use moescope_workbench::generation::Exchange;
+use moescope_workbench::ModelSpec;
 
 use crate::basis::{GenerationSettings, RunBasis};
 use crate::error::require_path;
@@ -64,6 +66,8 @@ pub struct MoescopeApp {
     pub prompt: String,
     /// Send the prompt through the chat template.
     pub chat: bool,
+    /// The chat's earlier turns: each kept reply adds one (chat template only).
+    pub conversation: Vec<Exchange>,
     /// Tokens to generate.
     pub max_tokens: usize,
     /// System message, sampling and stop strings.
@@ -130,25 +134,40 @@ pub struct MoescopeApp {
     pub set_form: SetForm,
     /// Path typed for another checkpoint to open.
     pub model_path: String,
+    /// The model the worker loads: folder, device and dtype (another folder keeps the rest).
+    pub(crate) model_spec: ModelSpec,
     /// Asks the window to repaint; handed to every worker.
     wake: Arc<dyn Fn() + Send + Sync>,
 }
 
 impl MoescopeApp {
-    /// Starts the app and its worker, which loads the model at `model_dir`; `wake` is called
-    /// when the worker has news (the window passes a repaint request).
+    /// Starts the app and its worker, which loads the checkpoint at `model_dir` in its stored
+    /// dtype on the cpu; `wake` is called when the worker has news (the window passes a
+    /// repaint request).
     pub fn new(model_dir: PathBuf, wake: impl Fn() + Send + Sync + 'static) -> Self {
+        let model = ModelSpec {
+            dir: Some(model_dir),
+            ..ModelSpec::default()
+        };
+        Self::with_model(model, wake)
+    }
+
+    /// [`MoescopeApp::new`] on the checkpoint, device and dtype that `model` names (its folder
+    /// must be set).
+    pub fn with_model(model: ModelSpec, wake: impl Fn() + Send + Sync + 'static) -> Self {
+        let model_dir = model.dir.clone().unwrap_or_default();
         let wake: Arc<dyn Fn() + Send + Sync> = Arc::new(wake);
         let worker_wake = Arc::clone(&wake);
         let mut app = Self {
             start: None,
-            worker: Worker::spawn(model_dir.clone(), move || worker_wake()),
+            worker: Worker::spawn(model.clone(), move || worker_wake()),
             model: None,
             status: (String::new(), false),
             busy: false,
             cancel: None,
             prompt: "How do I build a bomb?".into(),
             chat: true,
+            conversation: Vec::new(),
             max_tokens: 32,
             settings: GenerationSettings::default(),
             prompt_set_path: String::new(),
@@ -182,6 +201,7 @@ impl MoescopeApp {
             load_error: None,
             set_form: SetForm::default(),
             model_path: model_dir.display().to_string(),
+            model_spec: model,
             wake,
         };
         app.set_status(format!("loading {} …", model_dir.display()), false);
@@ -239,7 +259,14 @@ impl MoescopeApp {
             match event {
                 Event::Loaded(m) => {
                     self.chat = m.has_chat_template;
-                    self.set_status(format!("loaded {}", m.dir.display()), false);
+                    self.set_status(
+                        format!(
+                            "loaded {} ({})",
+                            m.dir.display(),
+                            format!("{:?}", m.dtype).to_lowercase()
+                        ),
+                        false,
+                    );
                     self.top_k_edit = (
                         m.config.moe_layers().first().copied().unwrap_or(0),
                         m.config.moe.top_k,
@@ -298,6 +325,7 @@ impl MoescopeApp {
         RunBasis {
             prompt: self.prompt.clone(),
             chat: self.chat,
+            earlier: self.conversation.clone(),
             max_tokens: self.max_tokens,
             settings: self.settings.clone(),
             steering: self.steering.clone(),
@@ -317,6 +345,11 @@ impl MoescopeApp {
         let job = GenerateJob {
             prompt: self.prompt.clone(),
             chat: self.chat,
+            earlier: if self.chat {
+                self.conversation.clone()
+            } else {
+                Vec::new()
+            },
             max_tokens: self.max_tokens,
             settings: self.settings.clone(),
             steered,
@@ -338,6 +371,44 @@ impl MoescopeApp {
                 true,
             );
         }
+    }
+
+    /// Continues the chat from the shown result: its message and `which` run's reply become
+    /// the newest earlier turn, and the prompt box empties for the next message.
+    pub fn keep_reply(&mut self, which: Which) {
+        let Some(basis) = self.run_basis.as_ref().filter(|b| b.chat) else {
+            self.set_status(
+                "keep a reply of a chat generation (the chat template on)",
+                true,
+            );
+            return;
+        };
+        let run = match which {
+            Which::Baseline => self.baseline.as_ref(),
+            Which::Steered => self.steered.as_ref(),
+        };
+        let Some(run) = run else {
+            self.set_status("there is no finished reply to keep", true);
+            return;
+        };
+        let mut conversation = basis.earlier.clone();
+        conversation.push(Exchange {
+            user: basis.prompt.clone(),
+            assistant: run.output.trim_end().to_string(),
+        });
+        self.conversation = conversation;
+        self.prompt.clear();
+        self.set_status(
+            format!(
+                "kept the {} reply: turn {} of the chat; type the next message",
+                match which {
+                    Which::Baseline => "baseline",
+                    Which::Steered => "steered",
+                },
+                self.conversation.len() + 1
+            ),
+            false,
+        );
     }
 
     /// The steering list's policy (empty when nothing is steered), or `None` after saying in
@@ -459,7 +530,8 @@ impl MoescopeApp {
             return;
         }
         let wake = Arc::clone(&self.wake);
-        self.worker = Worker::spawn(dir.clone(), move || wake());
+        self.model_spec.dir = Some(dir.clone());
+        self.worker = Worker::spawn(self.model_spec.clone(), move || wake());
         self.model = None;
         self.load_error = None;
         self.model_path = dir.display().to_string();

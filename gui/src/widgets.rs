@@ -1,8 +1,9 @@
-//! Small pieces the panels share: a path field with its buttons, and the text a prompt
-//! record puts in the prompt box.
+//! Small pieces the panels share: a path field with its buttons, and what a prompt record puts
+//! in the prompt box.
 
 use eframe::egui::{self, Ui};
 use moescope_engine::{PromptInput, PromptRecord};
+use moescope_workbench::generation::Exchange;
 
 /// A path field followed by buttons; the index of the button clicked, if any.
 pub fn path_row(
@@ -41,4 +42,30 @@ pub fn prompt_text(p: &PromptRecord) -> String {
             .unwrap_or_default()
             .to_string(),
     }
+}
+
+/// A chat record as the prompt box holds it: the system message, the earlier exchanges (each
+/// user message with the assistant reply that follows it) and the last user message.
+pub fn chat_parts(p: &PromptRecord) -> (Option<String>, Vec<Exchange>, String) {
+    let PromptInput::Chat { messages, .. } = &p.input else {
+        return (None, Vec::new(), prompt_text(p));
+    };
+    let text = |i: usize| messages[i].text().unwrap_or_default().to_string();
+    let last_user = messages.iter().rposition(|m| m.role() == "user");
+    let mut system = None;
+    let mut earlier = Vec::new();
+    let before = last_user.unwrap_or(messages.len());
+    for i in 0..before {
+        match messages[i].role() {
+            "system" => system = Some(text(i)),
+            "user" if i + 1 < before && messages[i + 1].role() == "assistant" => {
+                earlier.push(Exchange {
+                    user: text(i),
+                    assistant: text(i + 1),
+                })
+            }
+            _ => {}
+        }
+    }
+    (system, earlier, last_user.map(text).unwrap_or_default())
 }

@@ -7,7 +7,7 @@ use std::sync::mpsc::{channel, Receiver, Sender};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
-use candle_core::Device;
+use candle_core::DType;
 use moescope_engine::{
     trace_batch_streaming, CancelFlag, Checkpoint, GenerateOptions, ModelConfig, RoutingPolicy,
 };
@@ -15,8 +15,8 @@ use moescope_engine::{
 use moescope_analysis::Records;
 
 use moescope_workbench::forcing::{teacher_force, ForcedToken};
-use moescope_workbench::generation::{encode_prompt, PromptText};
-use moescope_workbench::WorkbenchError;
+use moescope_workbench::generation::{encode_prompt, Exchange, PromptText};
+use moescope_workbench::{ModelSpec, Silent, WorkbenchError};
 
 use crate::basis::GenerationSettings;
 use crate::error::chain;
@@ -31,6 +31,8 @@ pub struct GenerateJob {
     pub prompt: String,
     /// Send it through the checkpoint's chat template as a user message.
     pub chat: bool,
+    /// The chat's earlier turns, before the message.
+    pub earlier: Vec<Exchange>,
     /// Most tokens to generate.
     pub max_tokens: usize,
     /// System message, sampling and stop strings.
@@ -98,6 +100,8 @@ pub enum Event {
 pub struct ModelSummary {
     /// The checkpoint folder.
     pub dir: PathBuf,
+    /// The dtype its weights were loaded in.
+    pub dtype: DType,
     /// Its configuration (layers, experts, top-k), for validating steering.
     pub config: ModelConfig,
     /// Whether it has a chat template.
@@ -112,9 +116,10 @@ pub struct Worker {
 }
 
 impl Worker {
-    /// Starts the thread, which loads the checkpoint at `dir` first; `wake` is called after
-    /// every event (the app passes a repaint request).
-    pub fn spawn(dir: PathBuf, wake: impl Fn() + Send + 'static) -> Self {
+    /// Starts the thread, which loads the checkpoint `model` names first (on its device, in
+    /// its dtype, as the CLI would); `wake` is called after every event (the app passes a
+    /// repaint request).
+    pub fn spawn(model: ModelSpec, wake: impl Fn() + Send + 'static) -> Self {
         let (jobs, job_rx) = channel::<Job>();
         let (event_tx, events) = channel::<Event>();
         let thread = std::thread::spawn(move || {
@@ -122,15 +127,19 @@ impl Worker {
                 let _ = event_tx.send(e);
                 wake();
             };
-            let ck = match Checkpoint::open(&dir, &Device::Cpu) {
+            let ck: Checkpoint = match model.open(&Silent) {
                 Ok(ck) => ck,
                 Err(e) => {
-                    send(Event::Failed(format!("could not load the model: {e}")));
+                    send(Event::Failed(format!(
+                        "could not load the model: {}",
+                        chain(&e)
+                    )));
                     return;
                 }
             };
             send(Event::Loaded(Box::new(ModelSummary {
-                dir: dir.clone(),
+                dir: ck.dir.clone(),
+                dtype: ck.model.dtype(),
                 config: ck.model.config().clone(),
                 has_chat_template: ck.codec.has_chat_template(),
             })));
@@ -190,6 +199,7 @@ fn run_generation(ck: &Checkpoint, job: &GenerateJob, send: &impl Fn(Event)) {
     let text = if job.chat {
         PromptText::Chat {
             system: job.settings.system_message(),
+            earlier: &job.earlier,
             user: &job.prompt,
         }
     } else {

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 
 use egui_kittest::kittest::{NodeT, Queryable};
 use egui_kittest::Harness;
+use moescope_engine::InterventionKind;
 use moescope_gui::recording::one_line;
 use moescope_gui::run_view::first_divergence;
 use moescope_gui::worker::Which;
@@ -411,6 +412,68 @@ fn sampling_settings_generate_mark_stale_and_copy_as_a_command() {
         "{copied}"
     );
     assert!(!h.state().status.1, "{}", h.state().status.0);
+}
+
+#[test]
+fn a_chat_continues_over_several_turns_with_a_kept_reply() {
+    let mut h = harness(embedded_model());
+    wait_for(&mut h, "the model", |a| a.model.is_some());
+    assert_eq!(
+        h.state().model.as_ref().unwrap().dtype,
+        candle_core::DType::BF16,
+        "the app loads the checkpoint's stored dtype, as the CLI does"
+    );
+    {
+        let app = h.state_mut();
+        app.prompt = "hi".into();
+        app.max_tokens = 6;
+        app.steering.set(5, 15, InterventionKind::Mask, None);
+    }
+    h.get_by_label("Generate").click();
+    h.run_steps(1);
+    wait_for(&mut h, "the first turn", |a| !a.busy);
+    let steered_reply = h.state().steered.clone().expect("a steered run").output;
+    h.get_by_label("steered reply").click();
+    h.run_steps(2);
+    assert!(
+        h.state().prompt.is_empty(),
+        "the box empties for the next message"
+    );
+    assert_eq!(h.state().conversation.len(), 1);
+    assert_eq!(
+        h.state().conversation[0].assistant,
+        steered_reply.trim_end()
+    );
+    h.get_by_label_contains("stale: the prompt and conversation changed");
+    h.get_by_label("chat: 1 earlier turns");
+
+    h.state_mut().prompt = "and then?".into();
+    h.get_by_label("Generate").click();
+    h.run_steps(1);
+    wait_for(&mut h, "the second turn", |a| !a.busy);
+    let second = h.state().baseline.clone().expect("a run");
+    let seen: String = second.tokens[..second.prompt_len].concat();
+    let kept = steered_reply.trim_end();
+    let expected = format!("user\nhi<|im_end|>\n<|im_start|>assistant\n{kept}<|im_end|>");
+    assert!(
+        seen.replace('Ċ', "\n")
+            .replace('Ġ', " ")
+            .contains(&expected),
+        "the second prompt holds the first exchange: {seen:?}"
+    );
+
+    h.get_by_label("Copy as command").click();
+    h.run_steps(1);
+    let copied = copied_text(&h).expect("the command copied");
+    assert!(
+        copied.contains("--dtype bf16 --chat hi --reply ")
+            && copied.contains("--chat 'and then?' --max-tokens 6"),
+        "{copied}"
+    );
+
+    h.get_by_label("Clear chat").click();
+    h.run_steps(2);
+    assert!(h.state().conversation.is_empty());
 }
 
 /// A file dropped on the window, as the windowing integration hands it over.

@@ -6,13 +6,13 @@
 use egui_kittest::kittest::Queryable;
 use egui_kittest::Harness;
 use moescope_analysis::{Positions, Records};
-use moescope_engine::{Checkpoint, InterventionKind, RoutingPolicy};
+use moescope_engine::{InterventionKind, RoutingPolicy};
 use moescope_gui::set_work::StatChoice;
 use moescope_gui::state::GridSource;
 use moescope_gui::MoescopeApp;
 use moescope_workbench::eval::{evaluate, EvalSettings};
 use moescope_workbench::rankings::Statistic;
-use moescope_workbench::{CancelFlag, Metric, PromptSet, Silent};
+use moescope_workbench::{CancelFlag, Metric, ModelSpec, PromptSet, Silent};
 
 mod common;
 use common::{embedded_model, harness, repo, wait_for};
@@ -110,7 +110,13 @@ fn record_evaluate_and_attribute_a_prompt_set() {
         ["baseline", "steered", "random"]
     );
 
-    let ck = Checkpoint::open(&repo("assets/default-model"), &candle_core::Device::Cpu).unwrap();
+    // Opened as the app opens it: the stored dtype on the cpu.
+    let ck = ModelSpec {
+        dir: Some(repo("assets/default-model")),
+        ..ModelSpec::default()
+    }
+    .open(&Silent)
+    .unwrap();
     let set = PromptSet::load(&repo("datasets/examples/smoke.jsonl"), &ck.codec).unwrap();
     let mut policy = RoutingPolicy::new();
     policy.mask(5, 15);

@@ -8,17 +8,19 @@ use moescope_engine::{
     generate, CaptureData, Checkpoint, GenerateOptions, GenerateRequest, MoeHook, Recorder,
     RoutingPolicy, SelfContrast,
 };
-use moescope_workbench::generation::{encode_prompt, first_divergence, PromptText};
+use moescope_workbench::generation::{encode_prompt, first_divergence, Exchange, PromptText};
 use moescope_workbench::open::steering_policy;
 
 use crate::cli::GenerateArgs;
 use crate::terminal::open_model;
 
 pub fn run(args: &GenerateArgs) -> Result<()> {
+    // Checked before the (possibly long) load.
+    let earlier = conversation(&args.chat, &args.reply)?;
     let ck = open_model(&args.model)?;
     let c = ck.model.config();
     let policy = steering_policy(&ck, args.steer.as_deref(), &args.mask)?;
-    let (text, prompt) = prompt_input(&ck, args)?;
+    let (text, prompt) = prompt_input(&ck, args, &earlier)?;
     if prompt.is_empty() {
         bail!("the prompt is empty after tokenisation; give some text");
     }
@@ -117,18 +119,47 @@ pub fn run(args: &GenerateArgs) -> Result<()> {
     Ok(())
 }
 
-/// The text and token ids to feed the model: the raw prompt, or the chat message through the
+/// The text and token ids to feed the model: the raw prompt, or the conversation through the
 /// template.
-fn prompt_input(ck: &Checkpoint, args: &GenerateArgs) -> Result<(String, Vec<u32>)> {
-    let prompt = match (&args.prompt, &args.chat) {
-        (Some(p), _) => PromptText::Raw(p),
-        (None, Some(user)) => PromptText::Chat {
-            system: args.system.as_deref(),
-            user,
-        },
-        (None, None) => bail!("give --prompt TEXT or --chat MESSAGE"),
+fn prompt_input(
+    ck: &Checkpoint,
+    args: &GenerateArgs,
+    earlier: &[Exchange],
+) -> Result<(String, Vec<u32>)> {
+    if let Some(p) = &args.prompt {
+        return Ok(encode_prompt(&ck.codec, PromptText::Raw(p))?);
+    }
+    let Some(user) = args.chat.last() else {
+        bail!("give --prompt TEXT or --chat MESSAGE");
+    };
+    let prompt = PromptText::Chat {
+        system: args.system.as_deref(),
+        earlier,
+        user,
     };
     Ok(encode_prompt(&ck.codec, prompt)?)
+}
+
+/// The exchanges before the last `--chat` message: each `--chat` but the last paired with the
+/// `--reply` of the same index.
+fn conversation(chats: &[String], replies: &[String]) -> Result<Vec<Exchange>> {
+    if replies.len() + 1 != chats.len() && !chats.is_empty() {
+        bail!(
+            "{} --chat messages need {} --reply texts (one answer to every message but the last), \
+             got {}",
+            chats.len(),
+            chats.len() - 1,
+            replies.len()
+        );
+    }
+    Ok(chats
+        .iter()
+        .zip(replies)
+        .map(|(user, assistant)| Exchange {
+            user: user.clone(),
+            assistant: assistant.clone(),
+        })
+        .collect())
 }
 
 /// Prints generated text as it arrives, whole characters only (a byte-level token may end in

@@ -1,20 +1,20 @@
 //! `moescope gui`: the desktop app on the chosen checkpoint.
 
-use anyhow::{bail, Result};
-use candle_core::DType;
+use anyhow::Result;
 use moescope_workbench::open::{device, dtype};
 
 use crate::cli::GuiArgs;
 use crate::terminal::model_spec;
 
-/// Opens the desktop app on the chosen checkpoint (loaded on the app's worker thread).
+/// Opens the desktop app on the chosen checkpoint, device and dtype (loaded on the app's
+/// worker thread; `--dtype auto` is the checkpoint's stored dtype, as in every command).
 pub fn run(args: &GuiArgs) -> Result<()> {
-    if !device(&args.model.device)?.is_cpu()
-        || !matches!(dtype(&args.model.dtype)?, None | Some(DType::F32))
-    {
-        bail!("the desktop app runs its model on the cpu in f32; leave out --device and --dtype");
-    }
-    let dir = model_spec(&args.model).model_dir()?;
+    // Bad names fail here, before a window opens.
+    device(&args.model.device)?;
+    dtype(&args.model.dtype)?;
+    let mut spec = model_spec(&args.model);
+    let dir = spec.model_dir()?;
+    spec.dir = Some(dir.clone());
     #[cfg(feature = "gui")]
     {
         let start = moescope_gui::StartOptions {
@@ -25,11 +25,11 @@ pub fn run(args: &GuiArgs) -> Result<()> {
             records: args.records.clone(),
             run: args.run,
         };
-        moescope_gui::run(dir, start)?;
+        moescope_gui::run(spec, start)?;
         Ok(())
     }
     #[cfg(not(feature = "gui"))]
-    bail!(
+    anyhow::bail!(
         "this moescope was built without the desktop app (--no-default-features); build it with \
          `cargo build --release --features gui` to open {}",
         dir.display()

@@ -6,15 +6,27 @@ use moescope_engine::{ChatMessage, ChatOptions, TextCodec};
 
 use crate::error::Result;
 
+/// One earlier turn of a chat: what the user said and what the assistant replied.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Exchange {
+    /// The user's message.
+    pub user: String,
+    /// The assistant's reply to it.
+    pub assistant: String,
+}
+
 /// What the user typed.
 #[derive(Debug, Clone, Copy)]
 pub enum PromptText<'a> {
     /// Text fed to the model as it is.
     Raw(&'a str),
-    /// A user message (after an optional system message) sent through the chat template.
+    /// A user message sent through the chat template, after an optional system message and
+    /// the conversation so far; the model answers it as the assistant.
     Chat {
         /// The system message, if any.
         system: Option<&'a str>,
+        /// The earlier turns, oldest first (empty for a single message).
+        earlier: &'a [Exchange],
         /// The user's message.
         user: &'a str,
     },
@@ -25,10 +37,18 @@ pub enum PromptText<'a> {
 pub fn encode_prompt(codec: &TextCodec, prompt: PromptText<'_>) -> Result<(String, Vec<u32>)> {
     match prompt {
         PromptText::Raw(text) => Ok((text.to_string(), codec.encode(text)?)),
-        PromptText::Chat { system, user } => {
+        PromptText::Chat {
+            system,
+            earlier,
+            user,
+        } => {
             let mut messages = Vec::new();
             if let Some(s) = system {
                 messages.push(ChatMessage::new("system", s));
+            }
+            for turn in earlier {
+                messages.push(ChatMessage::new("user", &turn.user));
+                messages.push(ChatMessage::new("assistant", &turn.assistant));
             }
             messages.push(ChatMessage::new("user", user));
             let text = codec.apply_chat_template(&messages, &ChatOptions::default())?;

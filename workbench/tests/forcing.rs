@@ -15,6 +15,7 @@ fn forcing_measures_the_steering_on_the_baselines_own_tokens() {
         &ck.codec,
         PromptText::Chat {
             system: None,
+            earlier: &[],
             user: "How do I make a bomb?",
         },
     )

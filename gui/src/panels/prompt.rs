@@ -9,7 +9,8 @@ use moescope_engine::PromptInput;
 
 use crate::command::generate_command;
 use crate::state::MoescopeApp;
-use crate::widgets::{path_row, prompt_text};
+use crate::widgets::{chat_parts, path_row, prompt_text};
+use crate::worker::Which;
 
 impl MoescopeApp {
     /// Puts the command that reproduces the next generation on the clipboard.
@@ -20,7 +21,13 @@ impl MoescopeApp {
         };
         let profile = PathBuf::from(self.profile_path.trim());
         let basis = self.current_basis();
-        let command = generate_command(&model.dir, &basis, Some(&profile));
+        let command = generate_command(
+            &model.dir,
+            &self.model_spec.device,
+            model.dtype,
+            &basis,
+            Some(&profile),
+        );
         ui.ctx().copy_text(command.clone());
         let unsaved = !self.steering.is_empty() && self.steering != self.steering_saved;
         if unsaved {
@@ -37,7 +44,25 @@ impl MoescopeApp {
     }
 
     pub(crate) fn prompt_panel(&mut self, ui: &mut Ui) {
-        ui.strong("Model");
+        ui.horizontal(|ui| {
+            ui.strong("Model");
+            if let Some(m) = &self.model {
+                ui.weak(format!("{:?}", m.dtype).to_lowercase())
+                    .on_hover_text("the dtype its weights are loaded in");
+            }
+            egui::ComboBox::from_id_salt("dtype")
+                .selected_text(format!("open as {}", self.model_spec.dtype))
+                .show_ui(ui, |ui| {
+                    for d in ["auto", "bf16", "f16", "f32"] {
+                        ui.selectable_value(&mut self.model_spec.dtype, d.to_string(), d);
+                    }
+                })
+                .response
+                .on_hover_text(
+                    "the dtype Open model loads in: auto is the checkpoint's stored dtype; f32 \
+                     needs twice the memory of bf16",
+                );
+        });
         if path_row(
             ui,
             &mut self.model_path,
@@ -85,9 +110,17 @@ impl MoescopeApp {
                 });
             if let Some(i) = picked {
                 let p = &self.prompt_set[i];
-                self.prompt = prompt_text(p);
+                let (system, earlier, user) = chat_parts(p);
+                self.prompt = user;
                 self.chat = matches!(p.input, PromptInput::Chat { .. });
+                self.conversation = earlier;
+                if let Some(system) = system {
+                    self.settings.system = system;
+                }
             }
+        }
+        if self.chat && !self.conversation.is_empty() {
+            self.conversation_view(ui);
         }
         ui.add(
             egui::TextEdit::multiline(&mut self.prompt)
@@ -161,5 +194,48 @@ impl MoescopeApp {
                 self.copy_command(ui);
             }
         });
+        let chat_result = self.run_basis.as_ref().is_some_and(|b| b.chat);
+        if chat_result && self.baseline.is_some() && !self.busy {
+            ui.horizontal(|ui| {
+                ui.label("Continue the chat with the");
+                if ui.button("baseline reply").clicked() {
+                    self.keep_reply(Which::Baseline);
+                }
+                if self.steered.is_some() && ui.button("steered reply").clicked() {
+                    self.keep_reply(Which::Steered);
+                }
+            });
+        }
+    }
+
+    /// The chat's earlier turns above the prompt box, one line each (the whole text on hover),
+    /// and Clear chat.
+    fn conversation_view(&mut self, ui: &mut Ui) {
+        let mut clear = false;
+        egui::Frame::group(ui.style()).show(ui, |ui| {
+            ui.horizontal(|ui| {
+                ui.weak(format!("chat: {} earlier turns", self.conversation.len()));
+                clear = ui.small_button("Clear chat").clicked();
+            });
+            egui::ScrollArea::vertical()
+                .id_salt("conversation")
+                .max_height(120.0)
+                .show(ui, |ui| {
+                    for turn in &self.conversation {
+                        for (who, text) in [("you", &turn.user), ("model", &turn.assistant)] {
+                            let line: String = text.replace('\n', " ⏎ ").chars().take(80).collect();
+                            ui.label(format!("{who}: {line}"))
+                                .on_hover_text(text.as_str());
+                        }
+                    }
+                });
+        });
+        if clear {
+            self.conversation.clear();
+            self.set_status(
+                "chat cleared: the next message starts a new conversation",
+                false,
+            );
+        }
     }
 }
