@@ -7,6 +7,7 @@ use candle_core::Tensor;
 
 use crate::error::{EngineError, Result};
 use crate::gates::ExpertGates;
+use crate::hooks::Recorder;
 use crate::model::{ForwardOptions, KvCache, LogitsFor, MoeModel};
 use crate::policy::{Phase, RoutingPolicy};
 
@@ -28,6 +29,21 @@ pub fn continuation_logits(
     context: &[u32],
     continuation: &[u32],
 ) -> Result<Tensor> {
+    continuation_logits_recorded(model, policy, gates, None, context, continuation)
+}
+
+/// [`continuation_logits`], with `recorder` capturing its hook points: one forward call over
+/// the context, then (for a continuation of two or more tokens) one over the continuation but
+/// its last token, so the captured rows are the positions `0 .. context + continuation − 1`
+/// in order.
+pub fn continuation_logits_recorded(
+    model: &MoeModel,
+    policy: &RoutingPolicy,
+    gates: Option<&ExpertGates>,
+    mut recorder: Option<&mut Recorder>,
+    context: &[u32],
+    continuation: &[u32],
+) -> Result<Tensor> {
     if context.is_empty() || continuation.is_empty() {
         return Err(EngineError::InvalidInput(
             "scoring a continuation needs a non-empty context and continuation".into(),
@@ -38,7 +54,7 @@ pub fn continuation_logits(
         let opts = ForwardOptions {
             policy,
             phase,
-            recorder: None,
+            recorder: recorder.as_deref_mut(),
             logits_for,
             gates,
         };

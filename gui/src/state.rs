@@ -3,8 +3,12 @@
 //! rankings). The panels that draw it live in `panels/`; the layout in `app.rs`. The model lives
 //! on the [`Worker`] thread.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::mpsc::{channel, Receiver, Sender};
 use std::sync::Arc;
+
+use eframe::egui::{Context, Rect};
 
 use moescope_analysis::Records;
 use moescope_engine::{load_prompt_set, CancelFlag, PromptRecord, RoutingPolicy};
@@ -15,6 +19,7 @@ use moescope_workbench::ModelSpec;
 
 use crate::basis::{GenerationSettings, RunBasis};
 use crate::error::require_path;
+use crate::file_dialog::{FilePicker, NativeDialogs, Pick, PickKind};
 use crate::grid::GridView;
 use crate::heatmap::{HeatColour, HeatmapView};
 use crate::log::MessageLog;
@@ -22,6 +27,7 @@ use crate::ranking::Ranking;
 use crate::recording::ExpertPage;
 use crate::run_view::RunView;
 use crate::set_work::SetForm;
+use crate::snapshot::{ShotResult, View};
 use crate::steering::SteeringList;
 use crate::worker::{Event, GenerateJob, Job, ModelSummary, Which, Worker};
 
@@ -136,6 +142,12 @@ pub struct MoescopeApp {
     pub model_path: String,
     /// The model the worker loads: folder, device and dtype (another folder keeps the rest).
     pub(crate) model_spec: ModelSpec,
+    /// Where each exportable view was drawn in the last frame, to cut it out of a screenshot.
+    pub(crate) view_rects: HashMap<View, Rect>,
+    /// PNG exports report here when their screenshot has been written.
+    shots: (Sender<ShotResult>, Receiver<ShotResult>),
+    /// Shows the file dialogs of the path fields (the desktop's own; tests put in their own).
+    pub picker: Box<dyn FilePicker>,
     /// Asks the window to repaint; handed to every worker.
     wake: Arc<dyn Fn() + Send + Sync>,
 }
@@ -202,6 +214,9 @@ impl MoescopeApp {
             set_form: SetForm::default(),
             model_path: model_dir.display().to_string(),
             model_spec: model,
+            picker: Box::new(NativeDialogs),
+            view_rects: HashMap::new(),
+            shots: channel(),
             wake,
         };
         app.set_status(format!("loading {} …", model_dir.display()), false);
@@ -253,8 +268,15 @@ impl MoescopeApp {
         self.log.push(self.status.0.clone(), is_error);
     }
 
-    /// Applies what the worker reported since the last frame.
+    /// Applies what the worker (and any PNG export) reported since the last frame.
     pub fn poll(&mut self) {
+        let shots: Vec<ShotResult> = self.shots.1.try_iter().collect();
+        for shot in shots {
+            match shot {
+                Ok(path) => self.set_status(format!("wrote {}", path.display()), false),
+                Err(e) => self.set_status(e, true),
+            }
+        }
         for event in self.worker.poll() {
             match event {
                 Event::Loaded(m) => {
@@ -371,6 +393,37 @@ impl MoescopeApp {
                 true,
             );
         }
+    }
+
+    /// Where `view` was drawn in the last frame, if it was.
+    pub fn view_rect(&self, view: View) -> Option<Rect> {
+        self.view_rects.get(&view).copied()
+    }
+
+    /// Exports `view` as drawn in the window to a PNG file the person chooses (written once
+    /// the next frame has been captured).
+    pub fn export_png(&mut self, ctx: &Context, view: View) {
+        let Some(rect) = self.view_rects.get(&view).copied() else {
+            self.set_status(
+                format!("the {} is not shown; open it first", view.name()),
+                true,
+            );
+            return;
+        };
+        let pick = Pick {
+            kind: PickKind::SaveFile("png"),
+            title: "Save the view as PNG",
+            then: 0,
+        };
+        let Some(path) = self.picker.pick(&pick, &format!("{}.png", view.name())) else {
+            return;
+        };
+        let wake = Arc::clone(&self.wake);
+        crate::snapshot::request(ctx, rect, path.clone(), self.shots.0.clone(), wake);
+        self.set_status(
+            format!("saving the {} to {} …", view.name(), path.display()),
+            false,
+        );
     }
 
     /// Continues the chat from the shown result: its message and `which` run's reply become

@@ -1,17 +1,21 @@
-//! Small pieces the panels share: a path field with its buttons, and what a prompt record puts
-//! in the prompt box.
+//! Small pieces the panels share: a path field with its buttons and its file dialog, and what a
+//! prompt record puts in the prompt box.
 
 use eframe::egui::{self, Ui};
 use moescope_engine::{PromptInput, PromptRecord};
 use moescope_workbench::generation::Exchange;
 
-/// A path field followed by buttons; the index of the button clicked, if any.
+use crate::file_dialog::{FilePicker, Pick};
+
+/// A path field, a "…" button that opens the file dialog `browse` describes, and buttons; the
+/// index of the button clicked (or acted as, once the dialog chose a path), if any.
 pub fn path_row(
     ui: &mut Ui,
     path: &mut String,
     hint: &str,
     width: f32,
     buttons: &[&str],
+    browse: (&dyn FilePicker, Pick),
 ) -> Option<usize> {
     ui.horizontal(|ui| {
         ui.add(
@@ -19,7 +23,14 @@ pub fn path_row(
                 .hint_text(hint)
                 .desired_width(width),
         );
+        let (picker, pick) = browse;
         let mut clicked = None;
+        if ui.button("…").on_hover_text(pick.title).clicked() {
+            if let Some(chosen) = picker.pick(&pick, path) {
+                *path = chosen.display().to_string();
+                clicked = Some(pick.then);
+            }
+        }
         for (i, b) in buttons.iter().enumerate() {
             if ui.button(*b).clicked() {
                 clicked = Some(i);

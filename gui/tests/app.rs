@@ -91,6 +91,16 @@ fn generate_select_an_expert_mask_it_and_compare() {
     assert!(forced.iter().any(|t| t.delta() < -0.01), "{forced:?}");
     assert!(forced.iter().all(|t| t.kl >= 0.0));
     h.get_by_label_contains("teacher forcing (the baseline's");
+    // Lined up with the tokens: the routing the mask changed before each of them. The masked
+    // expert leaves layer 5 wherever the baseline chose it, and no layer before 5 changes.
+    let rerouted: Vec<_> = forced.iter().flat_map(|t| &t.rerouted).collect();
+    assert!(rerouted.iter().any(|r| r.layer == 5 && r.removed == [15]));
+    assert!(rerouted.iter().all(|r| r.layer >= 5), "{rerouted:?}");
+    let changed = forced.iter().filter(|t| !t.rerouted.is_empty()).count();
+    h.get_by_label_contains(&format!(
+        "routing changed before {changed} of {} tokens",
+        forced.len()
+    ));
 
     // The heatmap can show the steered routing, with the changes outlined.
     h.get_by_label("steered (changes outlined)").click();

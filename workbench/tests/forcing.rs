@@ -42,6 +42,7 @@ fn forcing_measures_the_steering_on_the_baselines_own_tokens() {
     for t in &same {
         assert_eq!(t.delta(), 0.0);
         assert!(t.kl.abs() < 1e-9, "{}", t.kl);
+        assert!(t.rerouted.is_empty(), "no steering, no rerouting");
     }
     let total: f64 = same.iter().map(|t| t.baseline_logprob).sum();
     let (engine, _) = continuation_logprob(&ck.model, &none, &prompt, &generated).unwrap();
@@ -56,4 +57,27 @@ fn forcing_measures_the_steering_on_the_baselines_own_tokens() {
     let (masked, _) = continuation_logprob(&ck.model, &mask, &prompt, &generated).unwrap();
     let forced: f64 = steered.iter().map(|t| t.steered_logprob).sum();
     assert!((forced - masked).abs() < 1e-6, "{forced} vs {masked}");
+
+    // Routing changes: none before the masked layer (its input is unchanged); at it, expert 15
+    // leaves and exactly one next-best expert takes its place; later layers may follow.
+    let mut at_mask = 0;
+    for t in &steered {
+        for r in &t.rerouted {
+            assert!(r.layer >= 5, "layer {} cannot change: {r:?}", r.layer);
+            assert_eq!(r.added.len(), r.removed.len(), "{r:?}");
+            assert!(!r.added.is_empty() && !r.added.contains(&15), "{r:?}");
+            if r.layer == 5 {
+                assert_eq!(
+                    (r.removed.as_slice(), r.added.len()),
+                    (&[15][..], 1),
+                    "{r:?}"
+                );
+                at_mask += 1;
+            }
+        }
+    }
+    assert!(
+        at_mask > 0,
+        "expert 15 of layer 5 is chosen somewhere on this text"
+    );
 }

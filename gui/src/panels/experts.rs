@@ -8,9 +8,11 @@ use moescope_analysis::plot::{heatmap, Cell};
 use moescope_analysis::OutputSet;
 
 use crate::error::{require_path, Result};
+use crate::file_dialog::{Pick, PickKind};
 use crate::grid::{expert_grid, GridValues};
 use crate::plots::{load_plot, ranking_plot};
 use crate::run_view::RunView;
+use crate::snapshot::View;
 use crate::state::{GridSource, MoescopeApp};
 use crate::widgets::path_row;
 
@@ -45,6 +47,14 @@ impl MoescopeApp {
             "ranking .parquet",
             320.0,
             &["Load ranking"],
+            (
+                &*self.picker,
+                Pick {
+                    kind: PickKind::OpenFile(&["parquet"]),
+                    title: "Load a ranking",
+                    then: 0,
+                },
+            ),
         )
         .is_some()
         {
@@ -89,6 +99,14 @@ impl MoescopeApp {
             "grid.svg",
             200.0,
             &["Export SVG"],
+            (
+                &*self.picker,
+                Pick {
+                    kind: PickKind::SaveFile("svg"),
+                    title: "Export the grid as SVG",
+                    then: 0,
+                },
+            ),
         )
         .is_some()
         {
@@ -100,9 +118,15 @@ impl MoescopeApp {
                 Err(e) => self.set_status(e.to_string(), true),
             }
         }
+        if ui.button("Save grid PNG…").clicked() {
+            self.export_png(ui.ctx(), View::Grid);
+        }
     }
 
     pub(crate) fn plots(&mut self, ui: &mut Ui) {
+        if ui.button("Save plots PNG…").clicked() {
+            self.export_png(ui.ctx(), View::Plots);
+        }
         ui.columns(2, |cols| {
             let layer = self.selected.map(|s| s.0);
             load_plot(

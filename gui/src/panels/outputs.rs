@@ -2,28 +2,35 @@
 
 use eframe::egui::{self, Color32, Ui};
 
-use moescope_workbench::forcing::ForcedToken;
-
-use crate::colors::{diverging, text_on};
+use crate::forcing_view::forcing_view;
 use crate::heatmap::{routing_heatmap, HeatColour};
 use crate::run_view::first_divergence;
+use crate::snapshot::View;
 use crate::state::MoescopeApp;
 use crate::worker::Which;
+
+/// Draws one section of the main view.
+type Section = fn(&mut MoescopeApp, &mut Ui);
 
 impl MoescopeApp {
     pub(crate) fn main_view(&mut self, ui: &mut Ui) {
         egui::CollapsingHeader::new("Output")
             .default_open(true)
             .show(ui, |ui| self.outputs(ui));
-        egui::CollapsingHeader::new("Routing")
-            .default_open(true)
-            .show(ui, |ui| self.routing(ui));
-        egui::CollapsingHeader::new("Experts")
-            .default_open(true)
-            .show(ui, |ui| self.experts(ui));
-        egui::CollapsingHeader::new("Plots")
-            .default_open(true)
-            .show(ui, |ui| self.plots(ui));
+        let sections: [(&str, View, Section); 3] = [
+            ("Routing", View::Heatmap, Self::routing),
+            ("Experts", View::Grid, Self::experts),
+            ("Plots", View::Plots, Self::plots),
+        ];
+        for (title, view, draw) in sections {
+            let shown = egui::CollapsingHeader::new(title)
+                .default_open(true)
+                .show(ui, |ui| draw(self, ui));
+            match shown.body_response {
+                Some(body) => self.view_rects.insert(view, body.rect),
+                None => self.view_rects.remove(&view),
+            };
+        }
     }
 
     /// Says when the shown result is not a generation from the current controls: a recorded
@@ -121,12 +128,13 @@ impl MoescopeApp {
             }
         });
         if let (Some(forced), Some(b)) = (&self.forced, &self.baseline) {
-            forcing_strip(ui, forced, &b.output_tokens);
+            let moe_layers = b.layers.len();
+            forcing_view(ui, forced, &b.output_tokens, moe_layers);
         }
     }
 
     pub(crate) fn routing(&mut self, ui: &mut Ui) {
-        ui.horizontal(|ui| {
+        ui.horizontal_wrapped(|ui| {
             ui.radio_value(&mut self.heat_run, Which::Baseline, "baseline");
             ui.add_enabled_ui(self.steered.is_some(), |ui| {
                 ui.radio_value(
@@ -146,6 +154,10 @@ impl MoescopeApp {
                 HeatColour::SelectedWeight,
                 "weight of selected expert",
             );
+            ui.separator();
+            if ui.button("Save heatmap PNG…").clicked() {
+                self.export_png(ui.ctx(), View::Heatmap);
+            }
         });
         let (view, reference) = match (self.heat_run, &self.baseline, &self.steered) {
             (Which::Steered, b, Some(s)) => (Some(s), b.as_ref()),
@@ -167,46 +179,4 @@ impl MoescopeApp {
             self.selected = clicked;
         }
     }
-}
-
-/// The baseline's tokens coloured by how the steering changed their log-probability (blue: less
-/// likely, red: more; full colour at ±2 nats), each with its Δlog-prob and KL on hover, under a
-/// line that sums the effect up.
-fn forcing_strip(ui: &mut Ui, forced: &[ForcedToken], tokens: &[String]) {
-    let n = forced.len().max(1) as f64;
-    let mean_delta = forced.iter().map(ForcedToken::delta).sum::<f64>() / n;
-    let mean_kl = forced.iter().map(|t| t.kl).sum::<f64>() / n;
-    let worst = forced
-        .iter()
-        .enumerate()
-        .min_by(|a, b| a.1.delta().total_cmp(&b.1.delta()));
-    let mut summary = format!(
-        "teacher forcing (the baseline's {} tokens through the steered model): mean Δlog-prob {mean_delta:+.3}, mean KL {mean_kl:.3} nats",
-        forced.len()
-    );
-    if let Some((i, t)) = worst {
-        let text = tokens.get(i).map_or(String::new(), |s| format!(" {s:?}"));
-        summary.push_str(&format!(
-            "; largest drop at token {i}{text} ({:+.2})",
-            t.delta()
-        ));
-    }
-    ui.small(summary);
-    ui.horizontal_wrapped(|ui| {
-        ui.spacing_mut().item_spacing.x = 0.0;
-        for (i, t) in forced.iter().enumerate() {
-            let text = tokens.get(i).map_or("?", String::as_str);
-            let background = diverging(t.delta() / 2.0);
-            let label = egui::RichText::new(text)
-                .background_color(background)
-                .color(text_on(background));
-            ui.label(label).on_hover_text(format!(
-                "token {i}: log p baseline {:.3}, steered {:.3} (Δ {:+.3}); KL {:.4} nats",
-                t.baseline_logprob,
-                t.steered_logprob,
-                t.delta(),
-                t.kl
-            ));
-        }
-    });
 }

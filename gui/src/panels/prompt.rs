@@ -8,6 +8,7 @@ use eframe::egui::{self, Ui};
 use moescope_engine::PromptInput;
 
 use crate::command::generate_command;
+use crate::file_dialog::{Pick, PickKind};
 use crate::state::MoescopeApp;
 use crate::widgets::{chat_parts, path_row, prompt_text};
 use crate::worker::Which;
@@ -69,6 +70,14 @@ impl MoescopeApp {
             "checkpoint folder",
             200.0,
             &["Open model"],
+            (
+                &*self.picker,
+                Pick {
+                    kind: PickKind::OpenFolder,
+                    title: "Open a checkpoint folder",
+                    then: 0,
+                },
+            ),
         )
         .is_some()
         {
@@ -86,6 +95,14 @@ impl MoescopeApp {
             "prompt set .jsonl",
             200.0,
             &["Load set"],
+            (
+                &*self.picker,
+                Pick {
+                    kind: PickKind::OpenFile(&["jsonl"]),
+                    title: "Load a prompt set",
+                    then: 0,
+                },
+            ),
         )
         .is_some()
         {

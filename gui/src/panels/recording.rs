@@ -6,6 +6,7 @@ use std::sync::Arc;
 use eframe::egui::{self, Ui};
 use moescope_analysis::{Positions, Records};
 
+use crate::file_dialog::{Pick, PickKind};
 use crate::set_work::{RankJob, StatChoice};
 use crate::state::MoescopeApp;
 use crate::widgets::path_row;
@@ -20,6 +21,14 @@ impl MoescopeApp {
             "records folder",
             200.0,
             &["Open recording"],
+            (
+                &*self.picker,
+                Pick {
+                    kind: PickKind::OpenFolder,
+                    title: "Open a records folder",
+                    then: 0,
+                },
+            ),
         )
         .is_some()
         {

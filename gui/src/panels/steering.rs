@@ -2,6 +2,7 @@
 
 use eframe::egui::{self, Ui};
 
+use crate::file_dialog::{Pick, PickKind};
 use crate::state::MoescopeApp;
 use crate::steering::describe;
 use crate::widgets::path_row;
@@ -62,7 +63,21 @@ impl MoescopeApp {
             });
         }
         let buttons = ["Save", "Load", "Clear"];
-        match path_row(ui, &mut self.profile_path, "profile .toml", 140.0, &buttons) {
+        match path_row(
+            ui,
+            &mut self.profile_path,
+            "profile .toml",
+            140.0,
+            &buttons,
+            (
+                &*self.picker,
+                Pick {
+                    kind: PickKind::OpenFile(&["toml"]),
+                    title: "Load a steering profile",
+                    then: 1,
+                },
+            ),
+        ) {
             Some(0) => self.save_profile(),
             Some(1) => self.load_profile(),
             Some(_) => self.steering.clear(),
