@@ -7,10 +7,14 @@
 #   the teacher-forcing strip of one generation (the buttons are clicked at their places in a
 #   1280 × 800 window).
 # - expert-page.png: the top refusal expert's page read from a recording of the detection set.
-# - wide-heatmap.png, wide-grid.png (when WIDE_MODEL names a checkpoint folder made by
-#   `docs/gui/make_wide_model.py`: 61 MoE layers × 256 experts): a 1,330-token prompt, then the
-#   routing heatmap zoomed out with `-` after a click on a cell, then the layer × expert grid
-#   zoomed out until all 256 experts are in view, driven with xdotool as a user would.
+# - with WIDE_MODEL naming a checkpoint folder made by `docs/gui/make_wide_model.py` (61 MoE
+#   layers × 256 experts), every view at that size, in a 1920 × 1080 window:
+#   wide-steering.png (a steered generation, teacher forcing with its rerouting chart, the
+#   heatmap, the grid coloured by a ranking), wide-workbench.png (a prompt set evaluated against
+#   random experts, an expert page, a recorded sequence), wide-plots.png (the load and ranking
+#   plots), wide-heatmap.png and wide-grid.png (a 1,330-token prompt, then the heatmap zoomed
+#   out with `-` after a click on a cell, then the grid zoomed out until all 256 experts are in
+#   view), driven with xdotool as a user would.
 #
 # Needs: apt-get install xvfb imagemagick xdotool libgl1 libegl1 libgl1-mesa-dri libxkbcommon-x11-0
 set -euo pipefail
@@ -25,11 +29,15 @@ trap 'kill $app $xvfb 2>/dev/null || true' EXIT
 sleep 2
 export DISPLAY="$display"
 
-# Waits for the window, gives it the keyboard (there is no window manager to do it) and sizes it.
+# Waits for the window, gives it the keyboard (there is no window manager to do it) and sizes it
+# (twice: the app sets its own size once it is up).
 window() {
     local w
-    w=$(xdotool search --sync --onlyvisible --name '^moescope$' | head -1)
+    sleep 1
+    w=$(xdotool search --sync --onlyvisible --name '^moescope$' | tail -1)
     xdotool windowsize "$w" "$1" "$2" windowfocus "$w"
+    sleep 1
+    xdotool windowsize "$w" "$1" "$2"
 }
 
 # Presses `key` n times with the pointer at x, y.
@@ -67,10 +75,10 @@ window 1280 800
 sleep "${WAIT_S:-10}"
 xdotool mousemove 42 264 click 1          # Generate
 sleep 5
-xdotool mousemove 100 337 click 1         # the metrics field
+xdotool mousemove 100 365 click 1         # the metrics field
 xdotool key ctrl+a
 xdotool type --delay 20 "rules:datasets/examples/rules.toml"
-xdotool mousemove 286 337 click 1         # Evaluate
+xdotool mousemove 262 365 click 1         # Evaluate
 sleep "${EVAL_WAIT_S:-30}"
 import -window root -crop 1280x800+0+0 docs/gui/prompt-set.png
 echo "wrote docs/gui/prompt-set.png"
@@ -94,6 +102,65 @@ wait "$app" 2>/dev/null || true
 rm -rf "$records"
 
 if [ -n "${WIDE_MODEL:-}" ]; then
+    wide=$(mktemp -d)
+    # A recording of the smoke prompts on the wide model, its busiest experts ranked, and a
+    # profile masking the top five of them.
+    "$bin" record --model "$WIDE_MODEL" --prompts datasets/examples/smoke.jsonl --generate 16 \
+        --out "$wide/rec" >/dev/null
+    "$bin" analyze freq --records "$wide/rec" --out "$wide/freq" --top 5 >/dev/null 2>&1
+    {
+        printf 'version = 1\nname = "wide: mask the 5 busiest experts"\n\n'
+        awk -F'|' 'NR > 2 && NR <= 7 { gsub(/ /, "", $2); gsub(/ /, "", $3);
+            printf "[[intervention]]\nlayer = %s\nexpert = %s\nkind = \"mask\"\nscope = \"both\"\n\n", $2, $3 }' \
+            "$wide/freq.md"
+    } >"$wide/mask-top5.toml"
+
+    # wide-steering.png: baseline and steered side by side, teacher forcing with the layers
+    # rerouted before each token (the pointer on one column of that chart), the heatmap, and
+    # the grid coloured by the ranking.
+    "$bin" gui --model "$WIDE_MODEL" --run \
+        --prompt "the model routes every token to eight experts, and we watch which ones fire." \
+        --steer "$wide/mask-top5.toml" --ranking "$wide/freq.parquet" &
+    app=$!
+    window 1920 1080
+    sleep "${WAIT_S:-10}"
+    xdotool mousemove 600 166
+    sleep 1
+    import -window root -crop 1920x1080+0+0 docs/gui/wide-steering.png
+    echo "wrote docs/gui/wide-steering.png"
+    kill "$app"
+    wait "$app" 2>/dev/null || true
+
+    # wide-workbench.png: the prompt set evaluated (baseline, steered, random experts of the
+    # same layers), the top expert's page from the recording, and one recorded sequence.
+    # wide-plots.png: the same window with Output and Routing folded, so the plots show.
+    "$bin" gui --model "$WIDE_MODEL" --prompts datasets/examples/smoke.jsonl \
+        --steer "$wide/mask-top5.toml" --ranking "$wide/freq.parquet" --records "$wide/rec" &
+    app=$!
+    window 1920 1080
+    sleep "${WAIT_S:-10}"
+    xdotool mousemove 1725 149 click 1        # Expert page from recording
+    sleep 4
+    xdotool mousemove 105 672 click 1         # the first recorded sequence
+    sleep 3
+    xdotool mousemove 285 342 click 1         # Evaluate
+    sleep "${EVAL_WAIT_S:-40}"
+    xdotool mousemove 1900 1060
+    sleep 1
+    import -window root -crop 1920x1080+0+0 docs/gui/wide-workbench.png
+    echo "wrote docs/gui/wide-workbench.png"
+    xdotool mousemove 472 120 click 1         # fold Routing
+    sleep 1
+    xdotool mousemove 472 44 click 1          # fold Output
+    sleep 1
+    xdotool mousemove 1900 1060
+    sleep 1
+    import -window root -crop 1920x1080+0+0 docs/gui/wide-plots.png
+    echo "wrote docs/gui/wide-plots.png"
+    kill "$app"
+    wait "$app" 2>/dev/null || true
+    rm -rf "$wide"
+
     sentence="the model routes every token to eight experts, and we watch which ones fire on refusals, code, numbers and plain prose. "
     prompt=
     for _ in $(seq 15); do prompt+=$sentence; done
