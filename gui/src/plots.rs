@@ -1,8 +1,8 @@
 //! Plots with egui_plot: how the tokens of a generation spread over one layer's experts
 //! (baseline beside steered), and a loaded ranking's top experts.
 
-use eframe::egui::{Color32, Ui};
-use egui_plot::{Bar, BarChart, GridMark, Legend, Plot};
+use eframe::egui::{Align2, Color32, RichText, Ui};
+use egui_plot::{Bar, BarChart, GridMark, Legend, Plot, PlotPoint, Text};
 
 use crate::ranking::Ranking;
 use crate::run_view::RunView;
@@ -46,12 +46,28 @@ pub fn load_plot(
         });
 }
 
-/// The ranking's 15 highest-scoring experts as bars of the selected score, highest first, each
-/// labelled `L{layer}:E{expert}` under its bar. Returns the expert whose bar was clicked.
+/// The ranking's highest-scoring experts (up to 15, as many as the width gives room to label)
+/// as bars of the selected score, highest first, each labelled `L{layer}:E{expert}` over its
+/// bar and under it. Returns the expert whose bar was clicked.
 pub fn ranking_plot(ui: &mut Ui, ranking: &Ranking) -> Option<(usize, usize)> {
     let column = &ranking.columns[ranking.selected];
     ui.label(format!("top experts by {column} (click a bar to open it)"));
-    let top = ranking.top(15);
+    // A label `L60:E255` takes about 56 points in the small font.
+    let count = ((ui.available_width() / 56.0) as usize).clamp(5, 15);
+    let top = ranking.top(count);
+    let labels: Vec<Text> = top
+        .iter()
+        .enumerate()
+        .map(|(i, &((l, e), v))| {
+            let y = if v.is_finite() { v.max(0.0) } else { 0.0 };
+            Text::new(
+                format!("L{l}:E{e}"),
+                PlotPoint::new(i as f64, y),
+                RichText::new(format!("L{l}:E{e}")).small(),
+            )
+            .anchor(Align2::CENTER_BOTTOM)
+        })
+        .collect();
     let bars: Vec<Bar> = top
         .iter()
         .enumerate()
@@ -87,6 +103,9 @@ pub fn ranking_plot(ui: &mut Ui, ranking: &Ranking) -> Option<(usize, usize)> {
         })
         .show(ui, |p| {
             p.bar_chart(BarChart::new(column.clone(), bars));
+            for label in labels {
+                p.text(label);
+            }
             p.pointer_coordinate()
         });
     if !shown.response.clicked() {

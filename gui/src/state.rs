@@ -98,8 +98,10 @@ pub struct MoescopeApp {
     pub ranking_path: String,
     /// Path typed for exporting the grid as SVG.
     pub export_path: String,
-    /// The loaded ranking.
+    /// The loaded ranking: it colours the grid and fills the ranking plot.
     pub ranking: Option<Ranking>,
+    /// Rankings loaded before it (newest first, one per source), still shown in the inspector.
+    pub earlier_rankings: Vec<Ranking>,
     /// What colours the grid.
     pub grid_source: GridSource,
     /// The grid's zoom, scroll, scale and filter.
@@ -193,6 +195,7 @@ impl MoescopeApp {
             ranking_path: String::new(),
             export_path: "grid.svg".into(),
             ranking: None,
+            earlier_rankings: Vec::new(),
             grid_source: GridSource::CurrentPrompt,
             grid_view: GridView::default(),
             heat_view: HeatmapView::default(),
@@ -644,10 +647,20 @@ impl MoescopeApp {
                     false,
                 );
                 self.selected = r.order.first().copied();
-                self.ranking = Some(r);
-                self.grid_source = GridSource::Ranking;
+                self.use_ranking(r);
             }
             Err(e) => self.set_status(e.to_string(), true),
         }
+    }
+
+    /// Makes `ranking` the one that colours the grid; the one it replaces (and any earlier one
+    /// from the same source) is kept among the earlier rankings.
+    pub(crate) fn use_ranking(&mut self, ranking: Ranking) {
+        self.earlier_rankings.retain(|r| r.path != ranking.path);
+        if let Some(old) = self.ranking.take().filter(|old| old.path != ranking.path) {
+            self.earlier_rankings.insert(0, old);
+        }
+        self.ranking = Some(ranking);
+        self.grid_source = GridSource::Ranking;
     }
 }

@@ -13,7 +13,7 @@ use moescope_gui::worker::Which;
 use moescope_gui::MoescopeApp;
 
 mod common;
-use common::{copied_text, embedded_model, harness, wait_for};
+use common::{copied_text, embedded_model, harness, repo, wait_for};
 
 #[test]
 fn generate_select_an_expert_mask_it_and_compare() {
@@ -190,6 +190,37 @@ fn a_ranking_colours_the_grid_and_fills_the_inspector() {
     // The open list adds the other score, not the ranks (the inspector lists every column).
     assert_eq!(count(&h, "first_order_drop"), drops + 1);
     assert_eq!(count(&h, "ablation_rank"), ranks);
+
+    // A second ranking takes the grid; the first stays in the inspector with its scores, and
+    // Use brings it back.
+    h.key_press(eframe::egui::Key::Escape);
+    h.run_steps(1);
+    h.state_mut().ranking_path = repo("docs/findings/refusal-rd.parquet")
+        .display()
+        .to_string();
+    h.get_by_label("Load ranking").click();
+    h.run_steps(2);
+    let app = h.state();
+    assert!(!app.status.1, "{}", app.status.0);
+    assert!(app
+        .ranking
+        .as_ref()
+        .unwrap()
+        .path
+        .ends_with("refusal-rd.parquet"));
+    assert_eq!(app.earlier_rankings.len(), 1);
+    h.get_by_label("in ranking.parquet:");
+    h.get_by_label("Use").click();
+    h.run_steps(2);
+    let app = h.state();
+    assert!(app
+        .ranking
+        .as_ref()
+        .unwrap()
+        .path
+        .ends_with("ranking.parquet"));
+    assert!(app.earlier_rankings[0].path.ends_with("refusal-rd.parquet"));
+    assert_eq!(app.earlier_rankings.len(), 1, "each source kept once");
 }
 
 #[test]

@@ -4,6 +4,7 @@
 use eframe::egui::{self, RichText, Ui};
 use moescope_engine::InterventionKind;
 
+use crate::ranking::Ranking;
 use crate::recording::{one_line, ExpertPage};
 use crate::state::MoescopeApp;
 use crate::steering::describe;
@@ -37,17 +38,29 @@ impl MoescopeApp {
             }
         }
         if let Some(r) = &self.ranking {
-            if let Some(vals) = r.values.get(&(layer, expert)) {
-                egui::Grid::new("ranking values")
-                    .striped(true)
-                    .show(ui, |ui| {
-                        for (c, v) in r.columns.iter().zip(vals) {
-                            ui.label(c);
-                            ui.label(format!("{v:.4}"));
-                            ui.end_row();
-                        }
-                    });
-            }
+            ranking_values(ui, r, (layer, expert), "ranking values");
+        }
+        let mut chosen = None;
+        for (i, r) in self.earlier_rankings.iter().enumerate() {
+            let name = r.path.file_name().map_or_else(
+                || r.path.display().to_string(),
+                |n| n.to_string_lossy().to_string(),
+            );
+            ui.horizontal(|ui| {
+                ui.weak(format!("in {name}:"));
+                if ui
+                    .small_button("Use")
+                    .on_hover_text(format!("colour the grid by {}", r.path.display()))
+                    .clicked()
+                {
+                    chosen = Some(i);
+                }
+            });
+            ranking_values(ui, r, (layer, expert), &format!("earlier ranking {i}"));
+        }
+        if let Some(i) = chosen {
+            let r = self.earlier_rankings.remove(i);
+            self.use_ranking(r);
         }
         if let Some(v) = &self.baseline {
             if let Some(slot) = v.slot_of(layer) {
@@ -196,4 +209,19 @@ fn expert_page_view(ui: &mut Ui, page: &ExpertPage) -> Option<u32> {
             }
         });
     clicked
+}
+
+/// The expert's value in every column of `ranking` (nothing when it is not ranked there).
+fn ranking_values(ui: &mut Ui, ranking: &Ranking, expert: (usize, usize), id: &str) {
+    let Some(vals) = ranking.values.get(&expert) else {
+        ui.weak("not ranked there");
+        return;
+    };
+    egui::Grid::new(id).striped(true).show(ui, |ui| {
+        for (c, v) in ranking.columns.iter().zip(vals) {
+            ui.label(c);
+            ui.label(format!("{v:.4}"));
+            ui.end_row();
+        }
+    });
 }

@@ -14,7 +14,7 @@ use moescope_workbench::Metric;
 
 use crate::ranking::Ranking;
 use crate::set_work::{SetJob, SetOutcome, SetProgress, SetTask};
-use crate::state::{GridSource, MoescopeApp};
+use crate::state::MoescopeApp;
 use crate::worker::Job;
 
 /// The confidence level of the panel's intervals.
@@ -134,8 +134,7 @@ impl MoescopeApp {
                     false,
                 );
                 self.selected = r.order.first().copied();
-                self.ranking = Some(r);
-                self.grid_source = GridSource::Ranking;
+                self.use_ranking(r);
             }
             Err(e) => self.set_status(e.to_string(), true),
         }
