@@ -15,6 +15,8 @@
 #   plots), wide-heatmap.png and wide-grid.png (a 1,330-token prompt, then the heatmap zoomed
 #   out with `-` after a click on a cell, then the grid zoomed out until all 256 experts are in
 #   view), driven with xdotool as a user would.
+# - with REAL_MODEL naming the Qwen3-30B-A3B-shaped slice of `tests/bench/make_real_size.py`:
+#   real-size-qwen3.png, a steered generation with teacher forcing on 11.2 GB of bf16 weights.
 #
 # Needs: apt-get install xvfb imagemagick xdotool libgl1 libegl1 libgl1-mesa-dri libxkbcommon-x11-0
 set -euo pipefail
@@ -181,4 +183,33 @@ if [ -n "${WIDE_MODEL:-}" ]; then
     sleep 1
     import -window root -crop 1920x1080+0+0 docs/gui/wide-grid.png
     echo "wrote docs/gui/wide-grid.png"
+    kill "$app"
+    wait "$app" 2>/dev/null || true
+fi
+
+if [ -n "${REAL_MODEL:-}" ]; then
+    # real-size-qwen3.png: the app on the Qwen3-30B-A3B-shaped slice of
+    # `tests/bench/make_real_size.py --only qwen3` (128 experts top-8, bf16, 11.2 GB), loaded in
+    # its stored dtype, with the busiest expert of layers 4 and 6 on this prompt masked; the
+    # pointer on one column of the teacher-forcing chart.
+    real=$(mktemp -d)
+    for le in "4 33" "6 103"; do
+        read -r layer expert <<<"$le"
+        printf '[[intervention]]\nlayer = %s\nexpert = %s\nkind = "mask"\nscope = "both"\n\n' \
+            "$layer" "$expert"
+    done >"$real/body.toml"
+    { printf 'version = 1\nname = "mask the busiest experts of layers 4 and 6"\n\n'; cat "$real/body.toml"; } \
+        >"$real/mask.toml"
+    "$bin" gui --model "$REAL_MODEL" --run --steer "$real/mask.toml" \
+        --prompt "Mixture-of-experts models route each token to a few experts." &
+    app=$!
+    window 1920 1080
+    sleep "${REAL_WAIT_S:-120}"
+    xdotool mousemove 560 166
+    sleep 1
+    import -window root -crop 1920x1080+0+0 docs/gui/real-size-qwen3.png
+    echo "wrote docs/gui/real-size-qwen3.png"
+    kill "$app"
+    wait "$app" 2>/dev/null || true
+    rm -rf "$real"
 fi
