@@ -5,6 +5,7 @@
 use std::path::Path;
 
 use candle_core::DType;
+use moescope_workbench::open::dtype_name;
 
 use crate::basis::{GenerationSettings, RunBasis};
 
@@ -28,7 +29,7 @@ pub fn generate_command(
         push("--device", device.to_string());
     }
     // Named even when it is the stored dtype, so the command computes as the window did.
-    push("--dtype", format!("{dtype:?}").to_lowercase());
+    push("--dtype", dtype_name(dtype));
     if basis.chat {
         for turn in &basis.earlier {
             push("--chat", turn.user.clone());

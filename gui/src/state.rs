@@ -15,6 +15,7 @@ use moescope_engine::{load_prompt_set, CancelFlag, PromptRecord, RoutingPolicy};
 
 use moescope_workbench::forcing::ForcedToken;
 use moescope_workbench::generation::Exchange;
+use moescope_workbench::open::dtype_name;
 use moescope_workbench::ModelSpec;
 
 use crate::basis::{GenerationSettings, RunBasis};
@@ -285,11 +286,7 @@ impl MoescopeApp {
                 Event::Loaded(m) => {
                     self.chat = m.has_chat_template;
                     self.set_status(
-                        format!(
-                            "loaded {} ({})",
-                            m.dir.display(),
-                            format!("{:?}", m.dtype).to_lowercase()
-                        ),
+                        format!("loaded {} ({})", m.dir.display(), dtype_name(m.dtype)),
                         false,
                     );
                     self.top_k_edit = (
@@ -370,11 +367,7 @@ impl MoescopeApp {
         let job = GenerateJob {
             prompt: self.prompt.clone(),
             chat: self.chat,
-            earlier: if self.chat {
-                self.conversation.clone()
-            } else {
-                Vec::new()
-            },
+            earlier: self.conversation.clone(),
             max_tokens: self.max_tokens,
             settings: self.settings.clone(),
             steered,
@@ -406,7 +399,7 @@ impl MoescopeApp {
     /// Exports `view` as drawn in the window to a PNG file the person chooses (written once
     /// the next frame has been captured).
     pub fn export_png(&mut self, ctx: &Context, view: View) {
-        let Some(rect) = self.view_rects.get(&view).copied() else {
+        let Some(rect) = self.view_rect(view) else {
             self.set_status(
                 format!("the {} is not shown; open it first", view.name()),
                 true,

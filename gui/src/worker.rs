@@ -31,7 +31,7 @@ pub struct GenerateJob {
     pub prompt: String,
     /// Send it through the checkpoint's chat template as a user message.
     pub chat: bool,
-    /// The chat's earlier turns, before the message.
+    /// The chat's earlier turns, before the message (read with the chat template only).
     pub earlier: Vec<Exchange>,
     /// Most tokens to generate.
     pub max_tokens: usize,

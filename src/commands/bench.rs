@@ -2,6 +2,7 @@
 //! and without routing capture, peak memory) as a table or one JSON object.
 
 use anyhow::Result;
+use moescope_workbench::open::dtype_name;
 use moescope_workbench::throughput::{
     bench_prompts, measure, refuse_runs_that_cannot_fit, BenchSettings, MemoryPeak,
 };
@@ -52,7 +53,7 @@ pub fn run(args: &BenchArgs) -> Result<()> {
                 "decode_tok_s": plain.decode,
                 "prefill_tok_s_capture": captured.prefill,
                 "decode_tok_s_capture": captured.decode,
-                "dtype": format!("{:?}", model.dtype()).to_lowercase(),
+                "dtype": dtype_name(model.dtype()),
                 "kernel": kernel,
                 "broadcast_min_rows": thresholds
                     .iter()

@@ -4,7 +4,7 @@ use anyhow::{Context, Result};
 use candle_core::DType;
 use moescope_engine::config::QkNorm;
 use moescope_engine::CheckpointSummary;
-use moescope_workbench::open::{device, dtype};
+use moescope_workbench::open::{device, dtype, dtype_name};
 
 use crate::cli::ModelArgs;
 use crate::terminal::model_spec;
@@ -175,9 +175,4 @@ fn human(n: usize) -> String {
         n if n >= 1_000 => format!("{:.1}K", n as f64 / 1e3),
         n => n.to_string(),
     }
-}
-
-/// `bf16`, `f32`, … as the CLI spells dtypes.
-fn dtype_name(d: DType) -> String {
-    format!("{d:?}").to_lowercase()
 }

@@ -127,6 +127,12 @@ pub fn dtype(name: &str) -> Result<Option<DType>> {
     })
 }
 
+/// `bf16`, `f32`, … as `--dtype` spells a dtype (the inverse of [`dtype`] for the dtypes it
+/// names).
+pub fn dtype_name(d: DType) -> String {
+    format!("{d:?}").to_lowercase()
+}
+
 /// The compute dtype `name` asks for on the checkpoint in `dir` (`auto`: its stored dtype,
 /// as transformers loads it; f32 where nothing is stored as a float).
 pub fn resolve_dtype(name: &str, dir: &Path) -> Result<DType> {

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 
 use eframe::egui::{self, Ui};
 use moescope_engine::PromptInput;
+use moescope_workbench::open::dtype_name;
 
 use crate::command::generate_command;
 use crate::file_dialog::{Pick, PickKind};
@@ -48,7 +49,7 @@ impl MoescopeApp {
         ui.horizontal(|ui| {
             ui.strong("Model");
             if let Some(m) = &self.model {
-                ui.weak(format!("{:?}", m.dtype).to_lowercase())
+                ui.weak(dtype_name(m.dtype))
                     .on_hover_text("the dtype its weights are loaded in");
             }
             egui::ComboBox::from_id_salt("dtype")
