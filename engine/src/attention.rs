@@ -3,6 +3,7 @@
 
 use candle_core::{DType, Tensor};
 
+use crate::attend_few::attend_few;
 use crate::config::{AttentionSpec, QkNorm};
 use crate::error::Result;
 use crate::layers::{Linear, RmsNorm};
@@ -248,6 +249,9 @@ fn attend(
     nkv: usize,
     sinks: Option<&[f32]>,
 ) -> Result<Tensor> {
+    if let Some(out) = attend_few(q, k, v, mask, nkv, sinks)? {
+        return Ok(out);
+    }
     let (batch, nh, seq, d) = q.dims4()?;
     let (keys, dv) = (k.dim(2)?, v.dim(3)?);
     let groups = nh / nkv;

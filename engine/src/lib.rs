@@ -4,6 +4,7 @@
 //! every token through one [`RoutingPolicy`] step where interventions (masks, forcing,
 //! re-weighting, …) apply.
 
+mod attend_few;
 pub mod attention;
 pub mod attribution;
 pub mod chat;
@@ -15,6 +16,7 @@ pub mod experts;
 pub mod gates;
 pub mod generate;
 pub mod hooks;
+mod host_buffer;
 pub mod kernels;
 pub mod layers;
 pub mod logprob;

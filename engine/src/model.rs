@@ -218,6 +218,12 @@ impl MoeModel {
         cache: &mut KvCache,
         opts: ForwardOptions<'_>,
     ) -> Result<Tensor> {
+        // On the cpu the whole pass runs on one of rayon's threads: each parallel product then
+        // forks from a thread that works on it too, rather than handing every product to the
+        // pool and waiting (two thread wake-ups per product, dozens per layer at decode).
+        if self.device.is_cpu() && rayon::current_thread_index().is_none() {
+            return rayon::scope(|_| self.forward(tokens, valid, cache, opts));
+        }
         let batch = tokens.len();
         let seq = tokens.first().map_or(0, Vec::len);
         self.check_input(tokens, valid, cache)?;

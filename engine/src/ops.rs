@@ -152,6 +152,38 @@ pub(crate) fn linear_into_storage(
     Ok((storage, Shape::from(shape)))
 }
 
+/// `dst = softmax(src + mask)` for one row of scores, over the row's keys and, with a sink
+/// logit, the sink too (whose probability is then dropped). Keys whose mask value hides them
+/// get probability 0; a row with no visible key and no sink (a padding query) is uniform, as
+/// the unfused softmax gives.
+pub(crate) fn softmax_row(dst: &mut [f32], src: &[f32], mask: &[f32], sink: Option<f32>) {
+    // Hidden keys are skipped rather than exponentiated: exp of a huge negative number takes
+    // libm's slow underflow path.
+    let mut max = sink.unwrap_or(f32::NEG_INFINITY);
+    for (&s, &mv) in src.iter().zip(mask) {
+        if mv > HIDDEN {
+            max = max.max(s + mv);
+        }
+    }
+    if max == f32::NEG_INFINITY {
+        dst.fill(1.0 / dst.len() as f32);
+        return;
+    }
+    let mut sum = sink.map_or(0.0, |s| (s - max).exp());
+    for ((d, &s), &mv) in dst.iter_mut().zip(src).zip(mask) {
+        *d = if mv > HIDDEN {
+            (s + mv - max).exp()
+        } else {
+            0.0
+        };
+        sum += *d;
+    }
+    let inv = 1.0 / sum;
+    for d in dst.iter_mut() {
+        *d *= inv;
+    }
+}
+
 struct MaskedSoftmax {
     sinks: Option<Vec<f32>>,
 }
@@ -193,44 +225,19 @@ impl CustomOp2 for MaskedSoftmax {
                 let t = row % seq;
                 let m = &mask[(b * seq + t) * keys..(b * seq + t + 1) * keys];
                 let sink = self.sinks.as_ref().map(|s| s[(row / seq) % heads]);
-                // Hidden keys are skipped rather than exponentiated: exp of a huge negative
-                // number takes libm's slow underflow path.
-                let mut max = sink.unwrap_or(f32::NEG_INFINITY);
-                for (&s, &mv) in src.iter().zip(m) {
-                    if mv > HIDDEN {
-                        max = max.max(s + mv);
-                    }
-                }
-                if max == f32::NEG_INFINITY {
-                    // No visible key and no sink (a padding query): uniform, as the unfused
-                    // softmax gives.
-                    dst.fill(1.0 / keys as f32);
-                    return;
-                }
-                let mut sum = sink.map_or(0.0, |s| (s - max).exp());
-                for ((d, &s), &mv) in dst.iter_mut().zip(src).zip(m) {
-                    *d = if mv > HIDDEN {
-                        (s + mv - max).exp()
-                    } else {
-                        0.0
-                    };
-                    sum += *d;
-                }
-                let inv = 1.0 / sum;
-                for d in dst.iter_mut() {
-                    *d *= inv;
-                }
+                softmax_row(dst, src, m, sink);
             });
         Ok((CpuStorage::F32(out), l1.shape().clone()))
     }
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use candle_core::{DType, Device};
 
-    fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
+    /// The largest |a − b| over two f32 tensors of one shape.
+    pub(crate) fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
         (a - b)
             .unwrap()
             .abs()

@@ -12,6 +12,7 @@ use serde_json::Value;
 
 use crate::config::read_json;
 use crate::error::{EngineError, Result};
+use crate::host_buffer::tensor_from_parts;
 use crate::kernels::{self, MXFP4_BLOCK};
 use crate::matrix::Matrix;
 
@@ -101,7 +102,7 @@ impl Weights {
     pub fn get(&self, name: &str, shape: &[usize]) -> Result<Tensor> {
         let (shard, info) = self.info(name, shape)?;
         let dtype = float_dtype(shard, name, info)?;
-        let tensor = Tensor::from_raw_buffer(shard.bytes(info), dtype, shape, &Device::Cpu)?;
+        let tensor = tensor_from_parts(&[shard.bytes(info)], dtype, shape, name)?;
         Ok(tensor.to_dtype(self.dtype)?.to_device(&self.device)?)
     }
 
@@ -151,7 +152,7 @@ impl Weights {
             });
         };
         let (row_blocks, col_blocks) = (m.div_ceil(block_rows), k.div_ceil(block_cols));
-        let mut values = Vec::with_capacity(names.len() * m * k);
+        let mut values = Vec::with_capacity(names.len());
         let mut scales = Vec::with_capacity(names.len() * m * col_blocks);
         for name in names {
             let (shard, info) = self.info(name, shape)?;
@@ -174,7 +175,7 @@ impl Weights {
                     at % k
                 )));
             }
-            values.extend_from_slice(bytes);
+            values.push(bytes);
             let scale_name = format!("{}_scale_inv", name);
             let block_scales = self.get(&scale_name, &[row_blocks, col_blocks]).map_err(|e| match e {
                 EngineError::WrongShape { path, name, found, .. } => EngineError::InvalidInput(format!(
@@ -207,7 +208,7 @@ impl Weights {
         };
         let dims = |last: usize| -> Vec<usize> { lead.iter().copied().chain([m, last]).collect() };
         let matrix = Matrix::Fp8 {
-            values: Tensor::from_vec(values, dims(k), &Device::Cpu)?,
+            values: tensor_from_parts(&values, DType::U8, &dims(k), &names[0])?,
             scales: Tensor::from_vec(scales, dims(col_blocks), &Device::Cpu)?,
             block: block_cols,
         };
@@ -225,7 +226,7 @@ impl Weights {
     /// new first axis (`[names.len(), shape…]`) in the compute dtype: the experts of a layer
     /// stored one tensor per expert become one tensor, as grouped kernels want them.
     pub fn get_stacked(&self, names: &[String], shape: &[usize]) -> Result<Tensor> {
-        let mut bytes = Vec::new();
+        let mut parts = Vec::with_capacity(names.len());
         let mut dtype = None;
         for name in names {
             let (shard, info) = self.info(name, shape)?;
@@ -237,14 +238,14 @@ impl Weights {
                     dtype: format!("{d:?} (the other tensors it is stacked with are {dtype:?})"),
                 });
             }
-            bytes.extend_from_slice(shard.bytes(info));
+            parts.push(shard.bytes(info));
         }
         let full: Vec<usize> = std::iter::once(names.len())
             .chain(shape.iter().copied())
             .collect();
         let dtype = dtype.unwrap_or(self.dtype);
-        let tensor = Tensor::from_raw_buffer(&bytes, dtype, full.as_slice(), &Device::Cpu)?;
-        drop(bytes);
+        let what = names.first().map_or("stacked tensors", String::as_str);
+        let tensor = tensor_from_parts(&parts, dtype, &full, what)?;
         Ok(tensor.to_dtype(self.dtype)?.to_device(&self.device)?)
     }
 
@@ -276,7 +277,7 @@ impl Weights {
             )));
         }
         let matrix = Matrix::Mxfp4 {
-            blocks: Tensor::from_vec(blocks.to_vec(), (e, rows, groups, 16), &Device::Cpu)?,
+            blocks: tensor_from_parts(&[blocks], DType::U8, &[e, rows, groups, 16], &blocks_name)?,
             scales: Tensor::from_vec(scales.to_vec(), (e, rows, groups), &Device::Cpu)?,
         };
         if self.device.is_cpu() {
