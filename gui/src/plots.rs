@@ -55,29 +55,31 @@ pub fn ranking_plot(ui: &mut Ui, ranking: &Ranking) -> Option<(usize, usize)> {
     // A label `L60:E255` takes about 56 points in the small font.
     let count = ((ui.available_width() / 56.0) as usize).clamp(5, 15);
     let top = ranking.top(count);
-    let labels: Vec<Text> = top
+    let names: Vec<String> = top.iter().map(|((l, e), _)| format!("L{l}:E{e}")).collect();
+    // Scores that are not finite are drawn as empty bars.
+    let heights: Vec<f64> = top
         .iter()
+        .map(|&(_, v)| if v.is_finite() { v } else { 0.0 })
+        .collect();
+    let labels: Vec<Text> = names
+        .iter()
+        .zip(&heights)
         .enumerate()
-        .map(|(i, &((l, e), v))| {
-            let y = if v.is_finite() { v.max(0.0) } else { 0.0 };
+        .map(|(i, (name, &v))| {
             Text::new(
-                format!("L{l}:E{e}"),
-                PlotPoint::new(i as f64, y),
-                RichText::new(format!("L{l}:E{e}")).small(),
+                name.clone(),
+                PlotPoint::new(i as f64, v.max(0.0)),
+                RichText::new(name.clone()).small(),
             )
             .anchor(Align2::CENTER_BOTTOM)
         })
         .collect();
-    let bars: Vec<Bar> = top
+    let bars: Vec<Bar> = names
         .iter()
+        .zip(&heights)
         .enumerate()
-        .map(|(i, &((l, e), v))| {
-            Bar::new(i as f64, if v.is_finite() { v } else { 0.0 })
-                .name(format!("L{l}:E{e}"))
-                .width(0.7)
-        })
+        .map(|(i, (name, &v))| Bar::new(i as f64, v).name(name).width(0.7))
         .collect();
-    let names: Vec<String> = top.iter().map(|((l, e), _)| format!("L{l}:E{e}")).collect();
     let label = move |mark: GridMark, _: &std::ops::RangeInclusive<f64>| {
         let i = mark.value.round();
         if (mark.value - i).abs() > 1e-6 || i < 0.0 {
