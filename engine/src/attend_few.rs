@@ -288,6 +288,8 @@ mod tests {
             (2, 6, 2, 1, 33, 9, 9),
             (2, 6, 2, 3, 40, 16, 3),
             (1, 8, 1, 8, 64, 128, 128),
+            (1, 5, 1, 1, 3, 8, 8),
+            (1, 7, 1, 2, 6, 24, 4),
         ];
         for (i, &(batch, nh, nkv, seq, keys, d, dv)) in shapes.iter().enumerate() {
             let q = random((batch, nh, seq, d), i as u64);

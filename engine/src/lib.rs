@@ -12,6 +12,7 @@ pub mod checkpoint;
 pub mod config;
 pub mod contrast;
 pub mod error;
+mod exp_lanes;
 pub mod experts;
 pub mod gates;
 pub mod generate;

@@ -4,6 +4,7 @@ use candle_core::{CpuStorage, CustomOp2, DType, Layout, Shape, Tensor};
 use rayon::prelude::*;
 
 use crate::error::Result;
+use crate::exp_lanes::{exp, exp_in_place};
 use crate::kernels::{self, DenseMatrix, WeightMatrix};
 
 /// Additive attention-mask value for a hidden key: finite, so that a row with no visible key
@@ -156,9 +157,8 @@ pub(crate) fn linear_into_storage(
 /// logit, the sink too (whose probability is then dropped). Keys whose mask value hides them
 /// get probability 0; a row with no visible key and no sink (a padding query) is uniform, as
 /// the unfused softmax gives.
+#[inline(always)]
 pub(crate) fn softmax_row(dst: &mut [f32], src: &[f32], mask: &[f32], sink: Option<f32>) {
-    // Hidden keys are skipped rather than exponentiated: exp of a huge negative number takes
-    // libm's slow underflow path.
     let mut max = sink.unwrap_or(f32::NEG_INFINITY);
     for (&s, &mv) in src.iter().zip(mask) {
         if mv > HIDDEN {
@@ -169,19 +169,33 @@ pub(crate) fn softmax_row(dst: &mut [f32], src: &[f32], mask: &[f32], sink: Opti
         dst.fill(1.0 / dst.len() as f32);
         return;
     }
-    let mut sum = sink.map_or(0.0, |s| (s - max).exp());
     for ((d, &s), &mv) in dst.iter_mut().zip(src).zip(mask) {
         *d = if mv > HIDDEN {
-            (s + mv - max).exp()
+            s + mv - max
         } else {
-            0.0
+            f32::NEG_INFINITY
         };
-        sum += *d;
     }
+    exp_in_place(dst);
+    let sum = lane_sum(dst) + sink.map_or(0.0, |s| exp(s - max));
     let inv = 1.0 / sum;
     for d in dst.iter_mut() {
         *d *= inv;
     }
+}
+
+/// `Σ values`, in eight partial sums (so the compiler vectorises it), then the remainder.
+#[inline(always)]
+fn lane_sum(values: &[f32]) -> f32 {
+    let mut lanes = [0f32; 8];
+    let chunks = values.chunks_exact(8);
+    let tail: f32 = chunks.remainder().iter().sum();
+    for chunk in chunks {
+        for (l, &v) in lanes.iter_mut().zip(chunk) {
+            *l += v;
+        }
+    }
+    lanes.iter().sum::<f32>() + tail
 }
 
 struct MaskedSoftmax {
