@@ -65,14 +65,14 @@ pub fn attend_few(
         d,
         dv,
     };
-    let wide = wide_lanes();
+    let wide = crate::kernels::avx2_lanes();
     out.par_chunks_mut(groups * seq * dv)
         .enumerate()
         .for_each(|(task, out)| {
             let (b, g) = (task / nkv, task % nkv);
             let views = [qv, kv, vv, mv];
             if wide {
-                // SAFETY: `wide_lanes` checked that the CPU has AVX2.
+                // SAFETY: `avx2_lanes` checked that the CPU has AVX2.
                 #[cfg(target_arch = "x86_64")]
                 unsafe {
                     kv_head_avx2(&views, &shape, b, g, sinks, out)
@@ -95,18 +95,6 @@ struct Shape {
     keys: usize,
     d: usize,
     dv: usize,
-}
-
-/// Whether the tasks run compiled for AVX2 (eight lanes): where the CPU has it, unless the
-/// products are forced onto the portable path.
-fn wide_lanes() -> bool {
-    #[cfg(target_arch = "x86_64")]
-    {
-        crate::kernels::active_path() != crate::kernels::KernelPath::Portable
-            && std::arch::is_x86_feature_detected!("avx2")
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    false
 }
 
 /// [`kv_head`] compiled for AVX2.

@@ -20,32 +20,7 @@ const ROUNDER: f32 = 12_582_912.0;
 /// `exp(x)` for one value, as [`exp_in_place`] computes it.
 #[inline(always)]
 pub fn exp(x: f32) -> f32 {
-    let clamped = x.clamp(LOWEST, HIGHEST);
-    let shifted = clamped * std::f32::consts::LOG2_E + ROUNDER;
-    let n = shifted - ROUNDER;
-    let r = (clamped - n * LN2_HEAD) - n * LN2_TAIL;
-    // 1 + r + r²/2! + … + r⁷/7!, by Horner.
-    let mut p = 1.0 / 5040.0;
-    p = p * r + 1.0 / 720.0;
-    p = p * r + 1.0 / 120.0;
-    p = p * r + 1.0 / 24.0;
-    p = p * r + 1.0 / 6.0;
-    p = p * r + 0.5;
-    p = p * r + 1.0;
-    p = p * r + 1.0;
-    // `n` sits in the low mantissa bits of `shifted`, offset by the bits of ROUNDER; adding the
-    // exponent bias and shifting into place gives 2ⁿ.
-    let whole = shifted.to_bits().wrapping_sub(ROUNDER.to_bits()) as i32;
-    let scale = f32::from_bits(((whole + 127) as u32) << 23);
-    let value = p * scale;
-    if x < LOWEST {
-        0.0
-    } else if x > HIGHEST {
-        f32::INFINITY
-    } else {
-        // NaN falls through here, and `r` carried it into `value`.
-        value
-    }
+    exp_lanes([x])[0]
 }
 
 /// `values[i] = exp(values[i])` for every value, eight lanes at a time.
@@ -53,13 +28,44 @@ pub fn exp(x: f32) -> f32 {
 pub fn exp_in_place(values: &mut [f32]) {
     let mut chunks = values.chunks_exact_mut(8);
     for chunk in &mut chunks {
-        for v in chunk.iter_mut() {
-            *v = exp(*v);
-        }
+        let mut lanes = [0f32; 8];
+        lanes.copy_from_slice(chunk);
+        chunk.copy_from_slice(&exp_lanes(lanes));
     }
     for v in chunks.into_remainder() {
         *v = exp(*v);
     }
+}
+
+/// `exp` of `L` values, each step written over all lanes so that the compiler keeps them in
+/// one vector register.
+#[inline(always)]
+fn exp_lanes<const L: usize>(xs: [f32; L]) -> [f32; L] {
+    let mut out = [0f32; L];
+    for (o, &x) in out.iter_mut().zip(&xs) {
+        // NaN stays NaN through `clamp`.
+        let clamped = x.clamp(LOWEST, HIGHEST);
+        let shifted = clamped * std::f32::consts::LOG2_E + ROUNDER;
+        let n = shifted - ROUNDER;
+        let r = (clamped - n * LN2_HEAD) - n * LN2_TAIL;
+        // 1 + r + r²/2! + … + r⁷/7!, by Horner.
+        let mut p = 1.0 / 5040.0;
+        p = p * r + 1.0 / 720.0;
+        p = p * r + 1.0 / 120.0;
+        p = p * r + 1.0 / 24.0;
+        p = p * r + 1.0 / 6.0;
+        p = p * r + 0.5;
+        p = p * r + 1.0;
+        p = p * r + 1.0;
+        // `n` sits in the low mantissa bits of `shifted`, offset by the bits of ROUNDER;
+        // adding the exponent bias and shifting into place gives 2ⁿ.
+        let whole = shifted.to_bits().wrapping_sub(ROUNDER.to_bits());
+        let scale = f32::from_bits(whole.wrapping_add(127) << 23);
+        let value = if x < LOWEST { 0.0 } else { p * scale };
+        // NaN fails both comparisons, and `r` carried it into `value`.
+        *o = if x > HIGHEST { f32::INFINITY } else { value };
+    }
+    out
 }
 
 #[cfg(test)]

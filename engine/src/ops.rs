@@ -157,24 +157,44 @@ pub(crate) fn linear_into_storage(
 /// logit, the sink too (whose probability is then dropped). Keys whose mask value hides them
 /// get probability 0; a row with no visible key and no sink (a padding query) is uniform, as
 /// the unfused softmax gives.
-#[inline(always)]
 pub(crate) fn softmax_row(dst: &mut [f32], src: &[f32], mask: &[f32], sink: Option<f32>) {
-    let mut max = sink.unwrap_or(f32::NEG_INFINITY);
-    for (&s, &mv) in src.iter().zip(mask) {
-        if mv > HIDDEN {
-            max = max.max(s + mv);
-        }
+    #[cfg(target_arch = "x86_64")]
+    if kernels::avx2_lanes() {
+        // SAFETY: `avx2_lanes` checked that the CPU has AVX2.
+        unsafe { softmax_row_avx2(dst, src, mask, sink) };
+        return;
     }
+    softmax_row_lanes(dst, src, mask, sink);
+}
+
+/// [`softmax_row_lanes`] compiled for AVX2.
+///
+/// # Safety
+/// The CPU supports AVX2.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn softmax_row_avx2(dst: &mut [f32], src: &[f32], mask: &[f32], sink: Option<f32>) {
+    softmax_row_lanes(dst, src, mask, sink);
+}
+
+/// [`softmax_row`], every pass over the row in eight lanes.
+#[inline(always)]
+fn softmax_row_lanes(dst: &mut [f32], src: &[f32], mask: &[f32], sink: Option<f32>) {
+    // Hidden keys become −∞, whose exp is 0.
+    for ((d, &s), &mv) in dst.iter_mut().zip(src).zip(mask) {
+        *d = if mv > HIDDEN {
+            s + mv
+        } else {
+            f32::NEG_INFINITY
+        };
+    }
+    let max = lane_max(dst).max(sink.unwrap_or(f32::NEG_INFINITY));
     if max == f32::NEG_INFINITY {
         dst.fill(1.0 / dst.len() as f32);
         return;
     }
-    for ((d, &s), &mv) in dst.iter_mut().zip(src).zip(mask) {
-        *d = if mv > HIDDEN {
-            s + mv - max
-        } else {
-            f32::NEG_INFINITY
-        };
+    for d in dst.iter_mut() {
+        *d -= max;
     }
     exp_in_place(dst);
     let sum = lane_sum(dst) + sink.map_or(0.0, |s| exp(s - max));
@@ -182,6 +202,23 @@ pub(crate) fn softmax_row(dst: &mut [f32], src: &[f32], mask: &[f32], sink: Opti
     for d in dst.iter_mut() {
         *d *= inv;
     }
+}
+
+/// `max(values)` (−∞ for none), in eight partial maxima so the compiler vectorises it.
+#[inline(always)]
+fn lane_max(values: &[f32]) -> f32 {
+    let mut lanes = [f32::NEG_INFINITY; 8];
+    let chunks = values.chunks_exact(8);
+    let tail = chunks
+        .remainder()
+        .iter()
+        .fold(f32::NEG_INFINITY, |m, &v| m.max(v));
+    for chunk in chunks {
+        for (l, &v) in lanes.iter_mut().zip(chunk) {
+            *l = if v > *l { v } else { *l };
+        }
+    }
+    lanes.iter().fold(tail, |m, &v| m.max(v))
 }
 
 /// `Σ values`, in eight partial sums (so the compiler vectorises it), then the remainder.

@@ -110,6 +110,17 @@ impl KernelPath {
 /// 0: not chosen yet; otherwise `KernelPath::code`.
 static CHOSEN: AtomicU8 = AtomicU8::new(0);
 
+/// Whether f32 code compiled for AVX2 (eight lanes) may run beside the products: the CPU has
+/// AVX2 and the products are not forced onto the portable path, so forcing it covers both.
+pub fn avx2_lanes() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        active_path() != KernelPath::Portable && std::arch::is_x86_feature_detected!("avx2")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    false
+}
+
 /// The path products run on: the forced one, else `MOESCOPE_KERNEL` if this CPU supports it,
 /// else the fastest supported.
 pub fn active_path() -> KernelPath {
